@@ -1,0 +1,366 @@
+//! GTID sets of both dialects, parsed from and printed as the servers' own
+//! text forms.
+//!
+//! - MySQL: `uuid:1-5:7,uuid2[:tag]:1-3` — intervals per source UUID (and,
+//!   from 8.4, per tag). A replica resumes by sending the whole executed set.
+//! - MariaDB: `domain-server-seq,...` — one last-applied GTID per replication
+//!   domain. A replica resumes by sending that list as `@slave_connect_state`.
+
+use std::{collections::BTreeMap, fmt, str::FromStr};
+
+/// Why a GTID text could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GtidError {
+    #[error("invalid GTID set `{text}`: {reason}")]
+    Invalid { text: String, reason: String },
+}
+
+fn invalid(text: &str, reason: impl Into<String>) -> GtidError {
+    GtidError::Invalid {
+        text: text.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A MySQL source identifier: server UUID plus optional tag (MySQL 8.4+).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MysqlSid {
+    pub uuid: [u8; 16],
+    /// Lower-case tag; empty for untagged GTIDs.
+    pub tag: String,
+}
+
+/// A set of MySQL GTIDs, intervals merged and sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MysqlGtidSet {
+    /// Closed intervals `[start, end]` per source, sorted and non-overlapping.
+    intervals: BTreeMap<MysqlSid, Vec<(u64, u64)>>,
+}
+
+impl MysqlGtidSet {
+    pub fn is_empty(&self) -> bool {
+        self.intervals.is_empty()
+    }
+
+    /// Adds one transaction number of `sid` to the set.
+    pub fn add(&mut self, sid: &MysqlSid, gno: u64) {
+        self.add_interval(sid, gno, gno);
+    }
+
+    /// Adds the closed interval `[start, end]` of `sid`.
+    pub fn add_interval(&mut self, sid: &MysqlSid, start: u64, end: u64) {
+        let list = match self.intervals.get_mut(sid) {
+            Some(list) => list,
+            None => self.intervals.entry(sid.clone()).or_default(),
+        };
+        // Fast path: the next GTID of a sequential stream extends the last interval.
+        if let Some(last) = list.last_mut()
+            && start <= last.1.saturating_add(1)
+            && start >= last.0
+        {
+            last.1 = last.1.max(end);
+            return;
+        }
+        list.push((start, end));
+        list.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(list.len());
+        for &(s, e) in list.iter() {
+            match merged.last_mut() {
+                Some(prev) if s <= prev.1.saturating_add(1) => prev.1 = prev.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        *list = merged;
+    }
+
+    /// Whether `gno` of `sid` is in the set.
+    pub fn contains(&self, sid: &MysqlSid, gno: u64) -> bool {
+        self.intervals
+            .get(sid)
+            .is_some_and(|list| list.iter().any(|&(s, e)| s <= gno && gno <= e))
+    }
+
+    /// Sources and their closed intervals, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&MysqlSid, &[(u64, u64)])> {
+        self.intervals.iter().map(|(sid, list)| (sid, list.as_slice()))
+    }
+}
+
+pub(crate) fn format_uuid(uuid: &[u8; 16]) -> String {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 || text.len() != 36 {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    for (i, byte) in uuid.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(uuid)
+}
+
+fn is_tag(text: &str) -> bool {
+    let mut chars = text.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text.len() <= 32
+}
+
+impl FromStr for MysqlGtidSet {
+    type Err = GtidError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut set = MysqlGtidSet::default();
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        for source in compact.split(',').filter(|s| !s.is_empty()) {
+            let mut parts = source.split(':');
+            let uuid_text = parts.next().unwrap_or_default();
+            let uuid = parse_uuid(uuid_text)
+                .ok_or_else(|| invalid(text, format!("`{uuid_text}` is not a UUID")))?;
+            let mut sid = MysqlSid {
+                uuid,
+                tag: String::new(),
+            };
+            let mut saw_interval = false;
+            for part in parts {
+                if is_tag(part) {
+                    sid.tag = part.to_ascii_lowercase();
+                    continue;
+                }
+                let (start, end) = match part.split_once('-') {
+                    Some((s, e)) => (s, e),
+                    None => (part, part),
+                };
+                let parse = |n: &str| {
+                    n.parse::<u64>()
+                        .map_err(|_| invalid(text, format!("`{part}` is neither an interval nor a tag")))
+                };
+                let (start, end) = (parse(start)?, parse(end)?);
+                if start == 0 || end < start {
+                    return Err(invalid(text, format!("interval `{part}` is empty or starts at 0")));
+                }
+                set.add_interval(&sid, start, end);
+                saw_interval = true;
+            }
+            if !saw_interval {
+                return Err(invalid(text, format!("`{source}` has no interval")));
+            }
+        }
+        Ok(set)
+    }
+}
+
+impl fmt::Display for MysqlGtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One entry per UUID: untagged intervals first, then each tag's.
+        let mut first_uuid = true;
+        let mut current_uuid: Option<[u8; 16]> = None;
+        for (sid, list) in &self.intervals {
+            if current_uuid != Some(sid.uuid) {
+                if !first_uuid {
+                    f.write_str(",")?;
+                }
+                first_uuid = false;
+                current_uuid = Some(sid.uuid);
+                f.write_str(&format_uuid(&sid.uuid))?;
+            }
+            if !sid.tag.is_empty() {
+                write!(f, ":{}", sid.tag)?;
+            }
+            for &(s, e) in list {
+                if s == e {
+                    write!(f, ":{s}")?;
+                } else {
+                    write!(f, ":{s}-{e}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One MariaDB GTID: `domain-server-sequence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MariadbGtid {
+    pub domain: u32,
+    pub server_id: u32,
+    pub sequence: u64,
+}
+
+impl fmt::Display for MariadbGtid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}-{}", self.domain, self.server_id, self.sequence)
+    }
+}
+
+impl FromStr for MariadbGtid {
+    type Err = GtidError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut parts = text.trim().splitn(3, '-');
+        let mut next = |what: &str| {
+            parts
+                .next()
+                .and_then(|p| p.parse::<u64>().ok())
+                .ok_or_else(|| invalid(text, format!("missing or non-numeric {what}")))
+        };
+        let domain = next("domain id")?;
+        let server_id = next("server id")?;
+        let sequence = next("sequence number")?;
+        Ok(MariadbGtid {
+            domain: u32::try_from(domain).map_err(|_| invalid(text, "domain id exceeds 32 bits"))?,
+            server_id: u32::try_from(server_id)
+                .map_err(|_| invalid(text, "server id exceeds 32 bits"))?,
+            sequence,
+        })
+    }
+}
+
+/// A MariaDB replication position: the last GTID of each domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MariadbGtidPos {
+    domains: BTreeMap<u32, MariadbGtid>,
+}
+
+impl MariadbGtidPos {
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+
+    /// Records `gtid` as the last one applied in its domain.
+    pub fn update(&mut self, gtid: MariadbGtid) {
+        self.domains.insert(gtid.domain, gtid);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &MariadbGtid> {
+        self.domains.values()
+    }
+}
+
+impl FromStr for MariadbGtidPos {
+    type Err = GtidError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut pos = MariadbGtidPos::default();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let gtid: MariadbGtid = item.parse()?;
+            if pos.domains.insert(gtid.domain, gtid).is_some() {
+                return Err(invalid(text, format!("domain {} appears twice", gtid.domain)));
+            }
+        }
+        Ok(pos)
+    }
+}
+
+impl fmt::Display for MariadbGtidPos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, gtid) in self.domains.values().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{gtid}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The executed-GTID state a replica resumes from, in either dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GtidState {
+    Mysql(MysqlGtidSet),
+    Mariadb(MariadbGtidPos),
+}
+
+impl GtidState {
+    /// Parses a GTID text, telling the dialect by its shape: MariaDB GTIDs
+    /// are three dash-separated numbers, MySQL sets start with a UUID.
+    pub fn parse(text: &str) -> Result<Self, GtidError> {
+        let first = text.split(',').map(str::trim).find(|s| !s.is_empty());
+        match first {
+            Some(item) if item.split('-').count() == 3 && item.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+                Ok(GtidState::Mariadb(text.parse()?))
+            }
+            _ => Ok(GtidState::Mysql(text.parse()?)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GtidState::Mysql(set) => set.is_empty(),
+            GtidState::Mariadb(pos) => pos.is_empty(),
+        }
+    }
+}
+
+impl fmt::Display for GtidState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GtidState::Mysql(set) => set.fmt(f),
+            GtidState::Mariadb(pos) => pos.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "55778904-0299-11f1-b1b8-4ef0c4956feb";
+
+    #[test]
+    fn mysql_set_round_trips_and_merges() {
+        let set: MysqlGtidSet = format!("{UUID}:1-5:7, {UUID}:6").parse().unwrap();
+        assert_eq!(set.to_string(), format!("{UUID}:1-7"));
+        let tagged: MysqlGtidSet = format!("{UUID}:1-13:mytag:1-2").parse().unwrap();
+        assert_eq!(tagged.to_string(), format!("{UUID}:1-13:mytag:1-2"));
+    }
+
+    #[test]
+    fn mysql_set_add_extends_and_fills_gaps() {
+        let mut set: MysqlGtidSet = format!("{UUID}:1-3:5").parse().unwrap();
+        let sid = set.iter().next().unwrap().0.clone();
+        set.add(&sid, 4);
+        assert_eq!(set.to_string(), format!("{UUID}:1-5"));
+        set.add(&sid, 6);
+        assert!(set.contains(&sid, 6));
+        assert!(!set.contains(&sid, 7));
+    }
+
+    #[test]
+    fn mysql_set_rejects_garbage_with_reason() {
+        let err = "not-a-uuid:1".parse::<MysqlGtidSet>().unwrap_err();
+        assert!(err.to_string().contains("is not a UUID"), "{err}");
+        let err = format!("{UUID}:5-3").parse::<MysqlGtidSet>().unwrap_err();
+        assert!(err.to_string().contains("empty"), "{err}");
+        assert!(format!("{UUID}").parse::<MysqlGtidSet>().is_err());
+    }
+
+    #[test]
+    fn mariadb_pos_keeps_last_per_domain() {
+        let mut pos: MariadbGtidPos = "0-1-100,1-2-5".parse().unwrap();
+        pos.update(MariadbGtid { domain: 0, server_id: 1, sequence: 101 });
+        assert_eq!(pos.to_string(), "0-1-101,1-2-5");
+        assert!("0-1-1,0-1-2".parse::<MariadbGtidPos>().is_err());
+        assert!("0-x-1".parse::<MariadbGtidPos>().is_err());
+    }
+
+    #[test]
+    fn state_tells_dialect_by_shape() {
+        assert!(matches!(GtidState::parse("0-1-5").unwrap(), GtidState::Mariadb(_)));
+        assert!(matches!(
+            GtidState::parse(&format!("{UUID}:1-2")).unwrap(),
+            GtidState::Mysql(_)
+        ));
+    }
+}

@@ -1,0 +1,16 @@
+//! canal-operator: a canal-compatible binlog change-data-capture server and the
+//! Kubernetes operator that runs it highly available.
+//!
+//! ```text
+//!  MySQL/MariaDB ──binlog dump──► binlog::source ─► binlog::decode (+ table meta)
+//!                                                      │ filter
+//!                                                      ▼
+//!                                             canal Entry (protocol::entry)
+//! ```
+//!
+//! Rooms: [`protocol`] (wire types), [`binlog`] (the embedded engine),
+//! [`telemetry`] (logging).
+
+pub mod binlog;
+pub mod protocol;
+pub mod telemetry;

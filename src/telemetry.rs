@@ -1,0 +1,26 @@
+//! Logging setup shared by the binaries: human-readable lines by default,
+//! one JSON object per line with `--log-format json`, filtered by `RUST_LOG`
+//! (default `info`).
+
+use tracing_subscriber::{EnvFilter, fmt};
+
+/// Output format of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+/// Installs the global subscriber. Logs go to stderr so that commands whose
+/// output is data (`decode`, `tail --json`) keep stdout clean.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+    // A subscriber already installed (tests) is fine.
+    let _ = result;
+}
