@@ -134,12 +134,12 @@ pub fn charset_name_of_collation(id: u16) -> Option<&'static str> {
         2560..=2815 => "ucs2",
         2816..=3071 => "utf16",
         3072..=3327 => "utf32",
-        // MariaDB's extra utf8mb4/utf8mb3/ucs2/utf16/utf32 UCA collations.
-        576..=579 | 608..=611 => "utf8mb3",
-        580..=583 | 612..=615 => "ucs2",
-        584..=587 | 616..=619 => "utf16",
-        588..=591 | 620..=623 => "utf32",
-        592..=607 | 624..=631 => "utf8mb4",
+        // MariaDB's extra UCA collations (e.g. utf8mb4_myanmar_ci), 32 ids per charset.
+        576..=607 => "utf8mb3",
+        608..=639 => "utf8mb4",
+        640..=671 => "ucs2",
+        672..=703 => "utf16",
+        736..=767 => "utf32",
         _ => return None,
     })
 }
