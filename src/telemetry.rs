@@ -19,7 +19,11 @@ pub fn init(format: LogFormat) {
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
     // A subscriber already installed (tests) is fine.
     let _ = result;

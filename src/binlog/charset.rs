@@ -84,7 +84,11 @@ pub fn push_latin1(bytes: &[u8], out: &mut String) {
 /// MariaDB 10.x-11.x assign.
 pub fn charset_name_of_collation(id: u16) -> Option<&'static str> {
     // MariaDB's NOPAD variants are the PAD collation id + 1024.
-    let id = if (1024..2048).contains(&id) { id - 1024 } else { id };
+    let id = if (1024..2048).contains(&id) {
+        id - 1024
+    } else {
+        id
+    };
     Some(match id {
         1 | 84 => "big5",
         2 | 9 | 21 | 27 | 77 => "latin2",

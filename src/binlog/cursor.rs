@@ -47,7 +47,12 @@ impl<'a> Cursor<'a> {
     /// Little-endian unsigned integer of `n` (1..=8) bytes.
     pub fn uint_le(&mut self, n: usize) -> Option<u64> {
         let bytes = self.take(n)?;
-        Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        )
     }
 
     /// Big-endian unsigned integer of `n` (1..=8) bytes.

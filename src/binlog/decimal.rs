@@ -46,7 +46,10 @@ pub fn write_decimal(
     let scale = usize::from(scale);
     let expected = binary_size(precision, scale as u8);
     if bytes.len() != expected {
-        return Err(DecimalError::BadLength { expected, actual: bytes.len() });
+        return Err(DecimalError::BadLength {
+            expected,
+            actual: bytes.len(),
+        });
     }
 
     let negative = bytes.first().is_some_and(|b| b & 0x80 == 0);
@@ -187,7 +190,10 @@ mod tests {
         assert_eq!(decode(&encode("0", 10, 0), 10, 0), "0");
         assert_eq!(decode(&encode("0.00", 5, 2), 5, 2), "0.00");
         assert_eq!(decode(&encode("-0.00", 5, 2), 5, 2), "0.00");
-        assert_eq!(decode(&encode("0.000000001", 20, 10), 20, 10), "0.0000000010");
+        assert_eq!(
+            decode(&encode("0.000000001", 20, 10), 20, 10),
+            "0.0000000010"
+        );
         assert_eq!(decode(&encode("1000000000", 19, 0), 19, 0), "1000000000");
     }
 

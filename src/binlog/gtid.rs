@@ -82,7 +82,9 @@ impl MysqlGtidSet {
 
     /// Sources and their closed intervals, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&MysqlSid, &[(u64, u64)])> {
-        self.intervals.iter().map(|(sid, list)| (sid, list.as_slice()))
+        self.intervals
+            .iter()
+            .map(|(sid, list)| (sid, list.as_slice()))
     }
 }
 
@@ -143,12 +145,16 @@ impl FromStr for MysqlGtidSet {
                     None => (part, part),
                 };
                 let parse = |n: &str| {
-                    n.parse::<u64>()
-                        .map_err(|_| invalid(text, format!("`{part}` is neither an interval nor a tag")))
+                    n.parse::<u64>().map_err(|_| {
+                        invalid(text, format!("`{part}` is neither an interval nor a tag"))
+                    })
                 };
                 let (start, end) = (parse(start)?, parse(end)?);
                 if start == 0 || end < start {
-                    return Err(invalid(text, format!("interval `{part}` is empty or starts at 0")));
+                    return Err(invalid(
+                        text,
+                        format!("interval `{part}` is empty or starts at 0"),
+                    ));
                 }
                 set.add_interval(&sid, start, end);
                 saw_interval = true;
@@ -219,7 +225,8 @@ impl FromStr for MariadbGtid {
         let server_id = next("server id")?;
         let sequence = next("sequence number")?;
         Ok(MariadbGtid {
-            domain: u32::try_from(domain).map_err(|_| invalid(text, "domain id exceeds 32 bits"))?,
+            domain: u32::try_from(domain)
+                .map_err(|_| invalid(text, "domain id exceeds 32 bits"))?,
             server_id: u32::try_from(server_id)
                 .map_err(|_| invalid(text, "server id exceeds 32 bits"))?,
             sequence,
@@ -256,7 +263,10 @@ impl FromStr for MariadbGtidPos {
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let gtid: MariadbGtid = item.parse()?;
             if pos.domains.insert(gtid.domain, gtid).is_some() {
-                return Err(invalid(text, format!("domain {} appears twice", gtid.domain)));
+                return Err(invalid(
+                    text,
+                    format!("domain {} appears twice", gtid.domain),
+                ));
             }
         }
         Ok(pos)
@@ -288,7 +298,10 @@ impl GtidState {
     pub fn parse(text: &str) -> Result<Self, GtidError> {
         let first = text.split(',').map(str::trim).find(|s| !s.is_empty());
         match first {
-            Some(item) if item.split('-').count() == 3 && item.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+            Some(item)
+                if item.split('-').count() == 3
+                    && item.bytes().all(|b| b.is_ascii_digit() || b == b'-') =>
+            {
                 Ok(GtidState::Mariadb(text.parse()?))
             }
             _ => Ok(GtidState::Mysql(text.parse()?)),
@@ -349,7 +362,11 @@ mod tests {
     #[test]
     fn mariadb_pos_keeps_last_per_domain() {
         let mut pos: MariadbGtidPos = "0-1-100,1-2-5".parse().unwrap();
-        pos.update(MariadbGtid { domain: 0, server_id: 1, sequence: 101 });
+        pos.update(MariadbGtid {
+            domain: 0,
+            server_id: 1,
+            sequence: 101,
+        });
         assert_eq!(pos.to_string(), "0-1-101,1-2-5");
         assert!("0-1-1,0-1-2".parse::<MariadbGtidPos>().is_err());
         assert!("0-x-1".parse::<MariadbGtidPos>().is_err());
@@ -357,7 +374,10 @@ mod tests {
 
     #[test]
     fn state_tells_dialect_by_shape() {
-        assert!(matches!(GtidState::parse("0-1-5").unwrap(), GtidState::Mariadb(_)));
+        assert!(matches!(
+            GtidState::parse("0-1-5").unwrap(),
+            GtidState::Mariadb(_)
+        ));
         assert!(matches!(
             GtidState::parse(&format!("{UUID}:1-2")).unwrap(),
             GtidState::Mysql(_)

@@ -10,7 +10,11 @@
 use std::fmt::Write;
 
 pub fn write_f64(value: f64, out: &mut String) {
-    if let Some(special) = special(value.is_nan(), value.is_infinite(), value.is_sign_negative()) {
+    if let Some(special) = special(
+        value.is_nan(),
+        value.is_infinite(),
+        value.is_sign_negative(),
+    ) {
         out.push_str(special);
         return;
     }
@@ -22,7 +26,11 @@ pub fn write_f64(value: f64, out: &mut String) {
 }
 
 pub fn write_f32(value: f32, out: &mut String) {
-    if let Some(special) = special(value.is_nan(), value.is_infinite(), value.is_sign_negative()) {
+    if let Some(special) = special(
+        value.is_nan(),
+        value.is_infinite(),
+        value.is_sign_negative(),
+    ) {
         out.push_str(special);
         return;
     }

@@ -44,7 +44,10 @@ pub enum Json {
     Object(Vec<(String, Json)>),
     Array(Vec<Json>),
     /// A MySQL scalar kept as its field type and raw bytes.
-    Opaque { field_type: u8, data: Vec<u8> },
+    Opaque {
+        field_type: u8,
+        data: Vec<u8>,
+    },
 }
 
 const SMALL_OBJECT: u8 = 0x00;
@@ -128,7 +131,12 @@ fn variable_length(cursor: &mut Cursor<'_>) -> Result<usize, JsonError> {
     Err(JsonError::Malformed("length prefix longer than 5 bytes"))
 }
 
-fn parse_container(body: &[u8], large: bool, object: bool, depth: usize) -> Result<Json, JsonError> {
+fn parse_container(
+    body: &[u8],
+    large: bool,
+    object: bool,
+    depth: usize,
+) -> Result<Json, JsonError> {
     let offset_size = if large { 4 } else { 2 };
     let bad = || JsonError::Malformed("container header");
     let mut header = Cursor::new(body);
@@ -282,7 +290,13 @@ fn render_packed_temporal(field_type: u8, data: &[u8], out: &mut String) -> bool
         let ymd = int_part >> 17;
         let year_month = ymd >> 5;
         let hms = int_part & 0x1ffff;
-        let _ = write!(out, "{:04}-{:02}-{:02}", year_month / 13, year_month % 13, ymd & 0x1f);
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}",
+            year_month / 13,
+            year_month % 13,
+            ymd & 0x1f
+        );
         if field_type != FIELD_DATE {
             let _ = write!(
                 out,
@@ -378,7 +392,9 @@ fn parse_path(path: &str) -> Result<Vec<Step>, JsonError> {
 
 /// MySQL's object key order: shorter keys first, then by bytes.
 fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 /// The operation of one partial-update diff.
@@ -414,9 +430,17 @@ pub fn apply_diffs(document: &mut Json, diffs: &[u8]) -> Result<(), JsonError> {
     Ok(())
 }
 
-fn apply(document: &mut Json, path: &str, operation: DiffOperation, value: Option<Json>) -> Result<(), JsonError> {
+fn apply(
+    document: &mut Json,
+    path: &str,
+    operation: DiffOperation,
+    value: Option<Json>,
+) -> Result<(), JsonError> {
     let steps = parse_path(path)?;
-    let cannot = |reason| JsonError::CannotApply { path: path.to_owned(), reason };
+    let cannot = |reason| JsonError::CannotApply {
+        path: path.to_owned(),
+        reason,
+    };
     let Some((last, parents)) = steps.split_last() else {
         return match (operation, value) {
             (DiffOperation::Replace, Some(value)) => {
@@ -434,9 +458,9 @@ fn apply(document: &mut Json, path: &str, operation: DiffOperation, value: Optio
                 .find(|(k, _)| k == key)
                 .map(|(_, v)| v)
                 .ok_or_else(|| cannot("a parent member does not exist"))?,
-            (Step::Index(i), Json::Array(items)) => {
-                items.get_mut(*i).ok_or_else(|| cannot("a parent index is out of range"))?
-            }
+            (Step::Index(i), Json::Array(items)) => items
+                .get_mut(*i)
+                .ok_or_else(|| cannot("a parent index is out of range"))?,
             _ => return Err(cannot("a parent is not a container of that kind")),
         };
     }
@@ -463,7 +487,9 @@ fn apply(document: &mut Json, path: &str, operation: DiffOperation, value: Optio
             items.remove(*i);
         }
         (Step::Index(i), Json::Array(items), DiffOperation::Replace, Some(value)) => {
-            *items.get_mut(*i).ok_or_else(|| cannot("index to replace is out of range"))? = value;
+            *items
+                .get_mut(*i)
+                .ok_or_else(|| cannot("index to replace is out of range"))? = value;
         }
         (Step::Index(i), Json::Array(items), DiffOperation::Insert, Some(value)) => {
             let at = (*i).min(items.len());
@@ -550,9 +576,21 @@ mod tests {
     fn diffs_apply_in_mysql_order() {
         let mut doc = parse(&sample()).unwrap();
         apply(&mut doc, "$.c", DiffOperation::Insert, Some(Json::Int(3))).unwrap();
-        apply(&mut doc, "$.bb[1]", DiffOperation::Replace, Some(Json::Null)).unwrap();
+        apply(
+            &mut doc,
+            "$.bb[1]",
+            DiffOperation::Replace,
+            Some(Json::Null),
+        )
+        .unwrap();
         apply(&mut doc, "$.bb[0]", DiffOperation::Remove, None).unwrap();
-        apply(&mut doc, "$.\"a\"", DiffOperation::Replace, Some(Json::Double(2.5))).unwrap();
+        apply(
+            &mut doc,
+            "$.\"a\"",
+            DiffOperation::Replace,
+            Some(Json::Double(2.5)),
+        )
+        .unwrap();
         assert_eq!(text(&doc), r#"{"a": 2.5, "c": 3, "bb": [null]}"#);
         assert!(apply(&mut doc, "$.zz.y", DiffOperation::Replace, Some(Json::Null)).is_err());
         assert!(apply(&mut doc, "a.b", DiffOperation::Replace, Some(Json::Null)).is_err());

@@ -4,11 +4,21 @@
 //! Knows nothing of ZooKeeper or clients. Reads a live stream or a binlog
 //! file through the same decoder.
 
+pub mod change;
 pub mod charset;
 pub mod cursor;
+pub mod ddl;
 pub mod decimal;
+pub mod decode;
+pub mod event;
+pub mod file;
+pub mod filter;
 pub mod gtid;
 pub mod javafmt;
 pub mod json;
+pub mod mariadb;
 pub mod position;
+pub mod rows;
+pub mod table;
 pub mod temporal;
+pub mod value;

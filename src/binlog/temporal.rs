@@ -123,7 +123,12 @@ fn push_epoch_seconds(out: &mut String, seconds: u64, zone: &TimeZone) {
         Some(dt) => {
             push_date(out, dt.year() as u64, dt.month() as u64, dt.day() as u64);
             out.push(' ');
-            push_clock(out, dt.hour() as u64, dt.minute() as u64, dt.second() as u64);
+            push_clock(
+                out,
+                dt.hour() as u64,
+                dt.minute() as u64,
+                dt.second() as u64,
+            );
         }
         // A u32 of seconds always fits jiff's range; keep the raw number if not.
         None => {
@@ -156,12 +161,21 @@ pub fn timestamp_v2(
 /// TIME (old): 3 bytes little-endian signed, the decimal [-]HHMMSS.
 pub fn time_v1(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
     let raw = cursor.uint_le(3)? as i64;
-    let value = if raw & 0x80_0000 != 0 { raw - 0x100_0000 } else { raw };
+    let value = if raw & 0x80_0000 != 0 {
+        raw - 0x100_0000
+    } else {
+        raw
+    };
     if value < 0 {
         out.push('-');
     }
     let magnitude = value.unsigned_abs();
-    push_clock(out, magnitude / 10_000, magnitude / 100 % 100, magnitude % 100);
+    push_clock(
+        out,
+        magnitude / 10_000,
+        magnitude / 100 % 100,
+        magnitude % 100,
+    );
     Some(())
 }
 
@@ -330,7 +344,10 @@ mod tests {
             render(&zero, |c, o| timestamp_v2(c, 3, &utc, o)),
             "0000-00-00 00:00:00.000"
         );
-        assert_eq!(render(&1u32.to_le_bytes(), |c, o| timestamp_v1(c, &utc, o)), "1970-01-01 00:00:01");
+        assert_eq!(
+            render(&1u32.to_le_bytes(), |c, o| timestamp_v1(c, &utc, o)),
+            "1970-01-01 00:00:01"
+        );
     }
 
     #[test]

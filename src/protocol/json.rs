@@ -89,7 +89,11 @@ pub fn entry_to_json(entry: &Entry) -> Result<Value, JsonError> {
         .map_err(|e| JsonError::Render(e.to_string()))?;
     let mut object = match to_json(&dynamic)? {
         Value::Object(object) => object,
-        other => return Err(JsonError::Render(format!("expected an object, got {other}"))),
+        other => {
+            return Err(JsonError::Render(format!(
+                "expected an object, got {other}"
+            )));
+        }
     };
     if let Some((descriptor, message, key)) = decoded {
         let value = decode_store_value(descriptor, message, &store_value)?;

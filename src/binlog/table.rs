@@ -1,0 +1,729 @@
+//! Table metadata: what the decoder needs to turn a row image into canal
+//! columns — each column's wire type (from the TABLE_MAP event), and its
+//! name, key flag, signedness, charset, ENUM/SET labels and `mysqlType` text
+//! (from the table map's optional metadata under `binlog_row_metadata=FULL`,
+//! otherwise from the schema tracker).
+
+use std::{fmt::Write, sync::Arc};
+
+use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
+use mysql_common::constants::{ColumnType as Mt, GeometryType};
+
+use super::{
+    charset::{Charset, charset_by_name, charset_name_of_collation},
+    decimal,
+};
+
+/// Why a table map could not be turned into table metadata.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("table {table}: column {column} has unknown binlog type {type_code}")]
+    UnknownType {
+        table: String,
+        column: usize,
+        type_code: u8,
+    },
+    #[error("table {table}: column {column} ({type_name}) has malformed type metadata {meta:02x?}")]
+    BadMetadata {
+        table: String,
+        column: usize,
+        type_name: &'static str,
+        meta: Vec<u8>,
+    },
+    #[error("table {table}: optional metadata is malformed: {reason}")]
+    BadOptionalMetadata { table: String, reason: String },
+}
+
+/// java.sql.Types codes used in canal columns.
+pub mod sql_types {
+    pub const BIT: i32 = -7;
+    pub const TINYINT: i32 = -6;
+    pub const SMALLINT: i32 = 5;
+    pub const INTEGER: i32 = 4;
+    pub const BIGINT: i32 = -5;
+    pub const REAL: i32 = 7;
+    pub const DOUBLE: i32 = 8;
+    pub const DECIMAL: i32 = 3;
+    pub const CHAR: i32 = 1;
+    pub const VARCHAR: i32 = 12;
+    pub const DATE: i32 = 91;
+    pub const TIME: i32 = 92;
+    pub const TIMESTAMP: i32 = 93;
+    pub const BLOB: i32 = 2004;
+    pub const CLOB: i32 = 2005;
+    pub const OTHER: i32 = 1111;
+}
+
+/// A column's encoding in row images, with the parameters decoding needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireType {
+    Tiny,
+    Short,
+    Int24,
+    Long,
+    LongLong,
+    Float,
+    Double,
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Year,
+    Date,
+    Time,
+    Time2 {
+        fsp: u8,
+    },
+    DateTime,
+    DateTime2 {
+        fsp: u8,
+    },
+    Timestamp,
+    Timestamp2 {
+        fsp: u8,
+    },
+    /// BIT(n): `bits` in total.
+    Bit {
+        bits: u16,
+    },
+    /// VARCHAR / VARBINARY: up to `max_bytes`, 1- or 2-byte length prefix.
+    VarString {
+        max_bytes: u16,
+    },
+    /// CHAR / BINARY: up to `max_bytes`, stored without trailing padding.
+    FixedString {
+        max_bytes: u16,
+    },
+    Enum {
+        pack_len: u8,
+    },
+    Set {
+        pack_len: u8,
+    },
+    /// TEXT and BLOB types (and MariaDB's JSON): `len_bytes` length prefix.
+    Blob {
+        len_bytes: u8,
+    },
+    Geometry {
+        len_bytes: u8,
+    },
+    Json {
+        len_bytes: u8,
+    },
+    Vector {
+        len_bytes: u8,
+    },
+}
+
+impl WireType {
+    /// The wire type of a table-map column from its type code and metadata.
+    pub fn from_table_map(type_code: u8, meta: &[u8]) -> Option<WireType> {
+        let byte = |i: usize| meta.get(i).copied();
+        let u16_le = || Some(u16::from_le_bytes([byte(0)?, byte(1)?]));
+        let fsp = || byte(0).filter(|f| *f <= 6);
+        let len_bytes = || byte(0).filter(|n| (1..=4).contains(n));
+        Some(match Mt::try_from(type_code).ok()? {
+            Mt::MYSQL_TYPE_TINY => WireType::Tiny,
+            Mt::MYSQL_TYPE_SHORT => WireType::Short,
+            Mt::MYSQL_TYPE_INT24 => WireType::Int24,
+            Mt::MYSQL_TYPE_LONG => WireType::Long,
+            Mt::MYSQL_TYPE_LONGLONG => WireType::LongLong,
+            Mt::MYSQL_TYPE_FLOAT => WireType::Float,
+            Mt::MYSQL_TYPE_DOUBLE => WireType::Double,
+            Mt::MYSQL_TYPE_NEWDECIMAL => {
+                let (precision, scale) = (byte(0)?, byte(1)?);
+                if precision == 0 || precision > 65 || scale > 30 || scale > precision {
+                    return None;
+                }
+                WireType::Decimal { precision, scale }
+            }
+            Mt::MYSQL_TYPE_YEAR => WireType::Year,
+            Mt::MYSQL_TYPE_DATE | Mt::MYSQL_TYPE_NEWDATE => WireType::Date,
+            Mt::MYSQL_TYPE_TIME => WireType::Time,
+            Mt::MYSQL_TYPE_TIME2 => WireType::Time2 { fsp: fsp()? },
+            Mt::MYSQL_TYPE_DATETIME => WireType::DateTime,
+            Mt::MYSQL_TYPE_DATETIME2 => WireType::DateTime2 { fsp: fsp()? },
+            Mt::MYSQL_TYPE_TIMESTAMP => WireType::Timestamp,
+            Mt::MYSQL_TYPE_TIMESTAMP2 => WireType::Timestamp2 { fsp: fsp()? },
+            Mt::MYSQL_TYPE_BIT => {
+                let bits = u16::from(byte(1)?) * 8 + u16::from(byte(0)?);
+                if bits == 0 || bits > 64 {
+                    return None;
+                }
+                WireType::Bit { bits }
+            }
+            Mt::MYSQL_TYPE_VARCHAR | Mt::MYSQL_TYPE_VAR_STRING => WireType::VarString {
+                max_bytes: u16_le()?,
+            },
+            Mt::MYSQL_TYPE_STRING | Mt::MYSQL_TYPE_ENUM | Mt::MYSQL_TYPE_SET => {
+                let (mut real, mut length) = (byte(0)?, u16::from(byte(1)?));
+                // CHAR columns longer than 255 bytes keep two more length bits
+                // in the (inverted) high nibble of the real-type byte.
+                if real & 0x30 != 0x30 {
+                    length |= u16::from((real & 0x30) ^ 0x30) << 4;
+                    real |= 0x30;
+                }
+                match real {
+                    r if r == Mt::MYSQL_TYPE_ENUM as u8 => WireType::Enum { pack_len: byte(1)? },
+                    r if r == Mt::MYSQL_TYPE_SET as u8 => WireType::Set { pack_len: byte(1)? },
+                    r if r == Mt::MYSQL_TYPE_STRING as u8 => {
+                        WireType::FixedString { max_bytes: length }
+                    }
+                    _ => return None,
+                }
+            }
+            Mt::MYSQL_TYPE_TINY_BLOB
+            | Mt::MYSQL_TYPE_MEDIUM_BLOB
+            | Mt::MYSQL_TYPE_LONG_BLOB
+            | Mt::MYSQL_TYPE_BLOB => WireType::Blob {
+                len_bytes: len_bytes()?,
+            },
+            Mt::MYSQL_TYPE_GEOMETRY => WireType::Geometry {
+                len_bytes: len_bytes()?,
+            },
+            Mt::MYSQL_TYPE_JSON => WireType::Json {
+                len_bytes: len_bytes()?,
+            },
+            Mt::MYSQL_TYPE_VECTOR => WireType::Vector {
+                len_bytes: len_bytes()?,
+            },
+            _ => return None,
+        })
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            WireType::Tiny
+                | WireType::Short
+                | WireType::Int24
+                | WireType::Long
+                | WireType::LongLong
+                | WireType::Float
+                | WireType::Double
+                | WireType::Decimal { .. }
+        )
+    }
+
+    fn is_character(self) -> bool {
+        matches!(
+            self,
+            WireType::VarString { .. } | WireType::FixedString { .. } | WireType::Blob { .. }
+        )
+    }
+
+    /// Bytes of a DECIMAL value; other types read their own lengths.
+    pub fn decimal_size(self) -> usize {
+        match self {
+            WireType::Decimal { precision, scale } => decimal::binary_size(precision, scale),
+            _ => 0,
+        }
+    }
+}
+
+/// Which server wrote the binlog, for the type names it prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerFlavor {
+    #[default]
+    MariaDb,
+    /// MySQL before 8.0.19, which prints integer display widths.
+    MySqlWithWidths,
+    /// MySQL 8.0.19 and later.
+    MySql,
+}
+
+impl ServerFlavor {
+    /// From a FORMAT_DESCRIPTION event's server version (`10.11.6-MariaDB-log`).
+    pub fn from_server_version(version: &str) -> Self {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            return ServerFlavor::MariaDb;
+        }
+        let numbers: Vec<u32> = version
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .take(3)
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        match numbers.as_slice() {
+            [major, minor, patch, ..] if (*major, *minor, *patch) >= (8, 0, 19) => {
+                ServerFlavor::MySql
+            }
+            [major, ..] if *major > 8 => ServerFlavor::MySql,
+            _ => ServerFlavor::MySqlWithWidths,
+        }
+    }
+}
+
+/// One column as the decoder and the canal output need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnMeta {
+    /// Empty when neither the binlog nor the schema tracker knows it.
+    pub name: String,
+    pub wire: WireType,
+    pub unsigned: bool,
+    pub charset: Charset,
+    pub charset_name: &'static str,
+    pub is_key: bool,
+    /// The column type as the server prints it (`int(11)`, `varchar(20)`).
+    pub mysql_type: String,
+    /// ENUM or SET labels, in definition order, when known.
+    pub labels: Option<Arc<[String]>>,
+    /// Whether the value is text kept in a BLOB-type column (TEXT types and
+    /// MariaDB's JSON), which canal reports as CLOB.
+    pub is_text: bool,
+}
+
+impl ColumnMeta {
+    /// The `java.sql.Types` code canal reports for a non-NULL value, before
+    /// the unsigned bump for values above the signed maximum.
+    pub fn sql_type(&self) -> i32 {
+        use sql_types::*;
+        match self.wire {
+            WireType::Tiny => TINYINT,
+            WireType::Short => SMALLINT,
+            WireType::Int24 | WireType::Long => INTEGER,
+            WireType::LongLong => BIGINT,
+            WireType::Float => REAL,
+            WireType::Double => DOUBLE,
+            WireType::Decimal { .. } => DECIMAL,
+            WireType::Year => VARCHAR,
+            WireType::Date => DATE,
+            WireType::Time | WireType::Time2 { .. } => TIME,
+            WireType::DateTime
+            | WireType::DateTime2 { .. }
+            | WireType::Timestamp
+            | WireType::Timestamp2 { .. } => TIMESTAMP,
+            WireType::Bit { .. } | WireType::Set { .. } => BIT,
+            WireType::Enum { .. } => INTEGER,
+            WireType::VarString { .. } if self.charset.is_binary() => BLOB,
+            WireType::VarString { .. } => VARCHAR,
+            WireType::FixedString { .. } if self.charset.is_binary() => BLOB,
+            WireType::FixedString { .. } => CHAR,
+            WireType::Blob { .. } if self.is_text => CLOB,
+            WireType::Blob { .. } | WireType::Geometry { .. } => BLOB,
+            WireType::Json { .. } => VARCHAR,
+            WireType::Vector { .. } => BLOB,
+        }
+    }
+
+    /// The code canal reports for a NULL value: as for values, except that a
+    /// NULL SET reads as BLOB and a NULL JSON as OTHER.
+    pub fn null_sql_type(&self) -> i32 {
+        match self.wire {
+            WireType::Set { .. } => sql_types::BLOB,
+            WireType::Json { .. } => sql_types::OTHER,
+            _ => self.sql_type(),
+        }
+    }
+
+    /// The code when a value exceeds the signed range of its integer type.
+    pub fn bumped_sql_type(&self) -> i32 {
+        use sql_types::*;
+        match self.wire {
+            WireType::Tiny => SMALLINT,
+            WireType::Short | WireType::Int24 => INTEGER,
+            WireType::Long => BIGINT,
+            WireType::LongLong => DECIMAL,
+            _ => self.sql_type(),
+        }
+    }
+}
+
+/// A table as of one table map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableMeta {
+    pub schema: String,
+    pub table: String,
+    pub columns: Vec<ColumnMeta>,
+    /// Whether column names came with the binlog (binlog_row_metadata=FULL).
+    pub has_names: bool,
+    /// JSON columns, which partial-update bitmaps count.
+    pub json_columns: usize,
+}
+
+impl TableMeta {
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.schema, self.table)
+    }
+
+    /// Builds the metadata a TABLE_MAP event carries.
+    pub fn from_table_map(
+        tme: &TableMapEvent<'_>,
+        flavor: ServerFlavor,
+    ) -> Result<Self, TableError> {
+        let schema = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let full = format!("{schema}.{table}");
+        let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+        let bad_optional = |reason: String| TableError::BadOptionalMetadata {
+            table: full.clone(),
+            reason,
+        };
+
+        let mut wires = Vec::with_capacity(count.min(4096));
+        let mut meta_bytes = collect_column_metadata(tme, count);
+        for (index, meta) in meta_bytes.drain(..).enumerate() {
+            let type_code = tme
+                .get_raw_column_type(index)
+                .ok()
+                .flatten()
+                .map(|t| t as u8)
+                .unwrap_or_else(|| raw_type_code(tme, index));
+            let wire =
+                WireType::from_table_map(type_code, meta.unwrap_or_default()).ok_or_else(|| {
+                    match Mt::try_from(type_code) {
+                        Ok(t) => TableError::BadMetadata {
+                            table: full.clone(),
+                            column: index,
+                            type_name: type_name(t),
+                            meta: meta.unwrap_or_default().to_vec(),
+                        },
+                        Err(_) => TableError::UnknownType {
+                            table: full.clone(),
+                            column: index,
+                            type_code,
+                        },
+                    }
+                })?;
+            wires.push(wire);
+        }
+
+        let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta())
+            .map_err(|e| bad_optional(e.to_string()))?;
+        let mut signedness = extractor.iter_signedness();
+        let mut charsets = extractor.iter_charset();
+        let mut enum_set_charsets = extractor.iter_enum_and_set_charset();
+        let mut names = extractor.iter_column_name();
+        let mut keys = extractor.iter_primary_key();
+        let labels = collect_labels(tme).map_err(bad_optional)?;
+        let mut enum_labels = labels.enums.into_iter();
+        let mut set_labels = labels.sets.into_iter();
+        let mut geometry_types = labels.geometry.into_iter();
+
+        let mut has_names = true;
+        let mut columns = Vec::with_capacity(wires.len());
+        let mut json_columns = 0;
+        for (index, wire) in wires.into_iter().enumerate() {
+            let unsigned = wire.is_numeric() && signedness.next().unwrap_or(false);
+            let collation = if wire.is_character() {
+                charsets
+                    .next()
+                    .transpose()
+                    .map_err(|e| bad_optional(e.to_string()))?
+            } else if matches!(wire, WireType::Enum { .. } | WireType::Set { .. }) {
+                enum_set_charsets
+                    .next()
+                    .transpose()
+                    .map_err(|e| bad_optional(e.to_string()))?
+            } else {
+                None
+            };
+            let name = match names
+                .next()
+                .transpose()
+                .map_err(|e| bad_optional(e.to_string()))?
+            {
+                Some(name) => name.name().into_owned(),
+                None => {
+                    has_names = false;
+                    String::new()
+                }
+            };
+            let is_key = keys
+                .next_if(|k| matches!(k, Ok(k) if *k == index as u64))
+                .is_some();
+            let column_labels = match wire {
+                WireType::Enum { .. } => enum_labels.next(),
+                WireType::Set { .. } => set_labels.next(),
+                _ => None,
+            };
+            let geometry = match wire {
+                WireType::Geometry { .. } => geometry_types.next(),
+                _ => None,
+            };
+            if matches!(wire, WireType::Json { .. }) {
+                json_columns += 1;
+            }
+            // Without charset metadata, assume the server default of its era.
+            let charset_name =
+                collation
+                    .and_then(charset_name_of_collation)
+                    .unwrap_or(match wire {
+                        WireType::Blob { .. } if collation.is_none() => "binary",
+                        _ if flavor == ServerFlavor::MySql => "utf8mb4",
+                        _ => "utf8mb4",
+                    });
+            let mut column = ColumnMeta {
+                name,
+                wire,
+                unsigned,
+                charset: charset_by_name(charset_name),
+                charset_name,
+                is_key,
+                mysql_type: String::new(),
+                labels: column_labels.map(Arc::from),
+                is_text: matches!(wire, WireType::Blob { .. }) && charset_name != "binary",
+            };
+            column.mysql_type = mysql_type_text(&column, flavor, geometry);
+            columns.push(column);
+        }
+        Ok(TableMeta {
+            schema,
+            table,
+            columns,
+            has_names,
+            json_columns,
+        })
+    }
+}
+
+/// Raw type codes mysql_common does not know (they fail conversion).
+fn raw_type_code(tme: &TableMapEvent<'_>, index: usize) -> u8 {
+    match tme.get_raw_column_type(index) {
+        Err(e) => e.0,
+        Ok(Some(t)) => t as u8,
+        Ok(None) => 0,
+    }
+}
+
+/// Per-column type metadata, split in one pass (mysql_common's accessor is
+/// linear per column).
+fn collect_column_metadata<'a>(tme: &'a TableMapEvent<'a>, count: usize) -> Vec<Option<&'a [u8]>> {
+    // get_column_metadata(i) walks from column 0; do that once per table map.
+    (0..count).map(|i| tme.get_column_metadata(i)).collect()
+}
+
+struct Labels {
+    enums: Vec<Vec<String>>,
+    sets: Vec<Vec<String>>,
+    geometry: Vec<GeometryType>,
+}
+
+fn collect_labels(tme: &TableMapEvent<'_>) -> Result<Labels, String> {
+    let mut labels = Labels {
+        enums: Vec::new(),
+        sets: Vec::new(),
+        geometry: Vec::new(),
+    };
+    for field in tme.iter_optional_meta() {
+        match field.map_err(|e| e.to_string())? {
+            OptionalMetadataField::EnumStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    labels.enums.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    labels.sets.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::GeometryType(types) => {
+                for t in types.iter_geometry_types() {
+                    labels
+                        .geometry
+                        .push(t.unwrap_or(GeometryType::GEOM_GEOMETRY));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(labels)
+}
+
+fn type_name(t: Mt) -> &'static str {
+    match t {
+        Mt::MYSQL_TYPE_NEWDECIMAL => "DECIMAL",
+        Mt::MYSQL_TYPE_BIT => "BIT",
+        Mt::MYSQL_TYPE_VARCHAR | Mt::MYSQL_TYPE_VAR_STRING => "VARCHAR",
+        Mt::MYSQL_TYPE_STRING => "CHAR/ENUM/SET",
+        Mt::MYSQL_TYPE_TIME2 => "TIME",
+        Mt::MYSQL_TYPE_DATETIME2 => "DATETIME",
+        Mt::MYSQL_TYPE_TIMESTAMP2 => "TIMESTAMP",
+        Mt::MYSQL_TYPE_GEOMETRY => "GEOMETRY",
+        Mt::MYSQL_TYPE_JSON => "JSON",
+        Mt::MYSQL_TYPE_VECTOR => "VECTOR",
+        _ => "BLOB/TEXT",
+    }
+}
+
+/// The column type text the server shows in `information_schema`, rebuilt
+/// from binlog metadata. Integer display widths are not in the binlog, so
+/// the defaults are printed (MariaDB and MySQL < 8.0.19).
+pub fn mysql_type_text(
+    column: &ColumnMeta,
+    flavor: ServerFlavor,
+    geometry: Option<GeometryType>,
+) -> String {
+    let widths = flavor != ServerFlavor::MySql;
+    let unsigned = column.unsigned;
+    let int = |name: &str, signed_width: u32, unsigned_width: u32| {
+        let mut text = name.to_owned();
+        if widths {
+            let _ = write!(
+                text,
+                "({})",
+                if unsigned {
+                    unsigned_width
+                } else {
+                    signed_width
+                }
+            );
+        }
+        if unsigned {
+            text.push_str(" unsigned");
+        }
+        text
+    };
+    let fsp = |name: &str, fsp: u8| {
+        if fsp > 0 {
+            format!("{name}({fsp})")
+        } else {
+            name.to_owned()
+        }
+    };
+    let chars = |bytes: u16| {
+        u32::from(bytes)
+            / column
+                .charset
+                .max_bytes_per_char(column.charset_name)
+                .max(1)
+    };
+    let binary = column.charset.is_binary();
+    let quoted_labels = || {
+        column
+            .labels
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|l| format!("'{}'", l.replace('\'', "''")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match column.wire {
+        WireType::Tiny => int("tinyint", 4, 3),
+        WireType::Short => int("smallint", 6, 5),
+        WireType::Int24 => int("mediumint", 9, 8),
+        WireType::Long => int("int", 11, 10),
+        WireType::LongLong => int("bigint", 20, 20),
+        WireType::Float => with_unsigned("float", unsigned),
+        WireType::Double => with_unsigned("double", unsigned),
+        WireType::Decimal { precision, scale } => {
+            with_unsigned(&format!("decimal({precision},{scale})"), unsigned)
+        }
+        WireType::Year => {
+            if widths {
+                "year(4)".into()
+            } else {
+                "year".into()
+            }
+        }
+        WireType::Date => "date".into(),
+        WireType::Time => "time".into(),
+        WireType::Time2 { fsp: f } => fsp("time", f),
+        WireType::DateTime => "datetime".into(),
+        WireType::DateTime2 { fsp: f } => fsp("datetime", f),
+        WireType::Timestamp => "timestamp".into(),
+        WireType::Timestamp2 { fsp: f } => fsp("timestamp", f),
+        WireType::Bit { bits } => format!("bit({bits})"),
+        WireType::VarString { max_bytes } if binary => format!("varbinary({max_bytes})"),
+        WireType::VarString { max_bytes } => format!("varchar({})", chars(max_bytes)),
+        WireType::FixedString { max_bytes } if binary => format!("binary({max_bytes})"),
+        WireType::FixedString { max_bytes } => format!("char({})", chars(max_bytes)),
+        WireType::Enum { .. } => format!("enum({})", quoted_labels()),
+        WireType::Set { .. } => format!("set({})", quoted_labels()),
+        WireType::Blob { len_bytes } => {
+            let size = ["tiny", "", "medium", "long"][usize::from(len_bytes.clamp(1, 4)) - 1];
+            format!("{size}{}", if binary { "blob" } else { "text" })
+        }
+        WireType::Geometry { .. } => match geometry.unwrap_or(GeometryType::GEOM_GEOMETRY) {
+            GeometryType::GEOM_POINT => "point".into(),
+            GeometryType::GEOM_LINESTRING => "linestring".into(),
+            GeometryType::GEOM_POLYGON => "polygon".into(),
+            GeometryType::GEOM_MULTIPOINT => "multipoint".into(),
+            GeometryType::GEOM_MULTILINESTRING => "multilinestring".into(),
+            GeometryType::GEOM_MULTIPOLYGON => "multipolygon".into(),
+            GeometryType::GEOM_GEOMETRYCOLLECTION => "geometrycollection".into(),
+            _ => "geometry".into(),
+        },
+        WireType::Json { .. } => "json".into(),
+        WireType::Vector { len_bytes: _ } => "vector".into(),
+    }
+}
+
+fn with_unsigned(name: &str, unsigned: bool) -> String {
+    if unsigned {
+        format!("{name} unsigned")
+    } else {
+        name.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_char_metadata_keeps_high_length_bits() {
+        // CHAR(100) utf8mb4 = 400 bytes: real type 0xfe with bits flipped.
+        let meta = [0xfe ^ 0x10, 400u16 as u8];
+        assert_eq!(
+            WireType::from_table_map(254, &meta),
+            Some(WireType::FixedString { max_bytes: 400 })
+        );
+        assert_eq!(
+            WireType::from_table_map(254, &[247, 1]),
+            Some(WireType::Enum { pack_len: 1 })
+        );
+        assert_eq!(
+            WireType::from_table_map(254, &[248, 2]),
+            Some(WireType::Set { pack_len: 2 })
+        );
+    }
+
+    #[test]
+    fn bad_metadata_is_rejected() {
+        assert_eq!(WireType::from_table_map(246, &[70, 2]), None);
+        assert_eq!(WireType::from_table_map(16, &[0, 9]), None);
+        assert_eq!(WireType::from_table_map(252, &[7]), None);
+        assert_eq!(WireType::from_table_map(17, &[9]), None);
+        assert_eq!(WireType::from_table_map(200, &[]), None);
+    }
+
+    #[test]
+    fn flavors() {
+        assert_eq!(
+            ServerFlavor::from_server_version("10.11.6-MariaDB-log"),
+            ServerFlavor::MariaDb
+        );
+        assert_eq!(
+            ServerFlavor::from_server_version("8.0.31"),
+            ServerFlavor::MySql
+        );
+        assert_eq!(
+            ServerFlavor::from_server_version("8.0.18-log"),
+            ServerFlavor::MySqlWithWidths
+        );
+        assert_eq!(
+            ServerFlavor::from_server_version("5.7.30-log"),
+            ServerFlavor::MySqlWithWidths
+        );
+        assert_eq!(
+            ServerFlavor::from_server_version("9.0.1"),
+            ServerFlavor::MySql
+        );
+    }
+}

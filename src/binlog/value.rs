@@ -1,0 +1,376 @@
+//! One column value of a row image, decoded into canal's text form.
+
+use std::fmt::Write;
+
+use jiff::tz::TimeZone;
+
+use super::{
+    charset::push_latin1,
+    cursor::Cursor,
+    decimal, javafmt,
+    json::{self, Json},
+    table::{ColumnMeta, WireType},
+    temporal,
+};
+
+/// Settings that change how values are rendered.
+#[derive(Debug, Clone)]
+pub struct ValueOptions {
+    /// Zone TIMESTAMP values are shown in (canal uses its JVM's zone).
+    pub time_zone: TimeZone,
+    /// Render ENUM/SET as their labels instead of canal's index/bitmask.
+    pub enum_set_labels: bool,
+}
+
+impl Default for ValueOptions {
+    fn default() -> Self {
+        ValueOptions {
+            time_zone: TimeZone::UTC,
+            enum_set_labels: false,
+        }
+    }
+}
+
+/// Why a value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("row image ends inside the value")]
+    Truncated,
+    #[error("{0}")]
+    Decimal(#[from] decimal::DecimalError),
+    #[error("{0}")]
+    Json(#[from] json::JsonError),
+    #[error("value length {length} exceeds the column's maximum {max}")]
+    TooLong { length: u64, max: u64 },
+    #[error("ENUM/SET pack length {0} is not supported")]
+    BadPackLength(u8),
+}
+
+/// What the caller needs besides the text.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// An unsigned integer above its type's signed maximum (canal reports a
+    /// wider sqlType for those).
+    pub above_signed_max: bool,
+    /// The parsed document of a JSON column, kept when a later partial
+    /// update needs it.
+    pub json: Option<Json>,
+}
+
+fn need<T>(value: Option<T>) -> Result<T, ValueError> {
+    value.ok_or(ValueError::Truncated)
+}
+
+/// Reads a little-endian length prefix of `bytes` bytes.
+fn length_prefix(cursor: &mut Cursor<'_>, bytes: u8) -> Result<usize, ValueError> {
+    let length = need(cursor.uint_le(usize::from(bytes)))?;
+    usize::try_from(length).map_err(|_| ValueError::Truncated)
+}
+
+/// Decodes the value of `column` at the cursor into `out`. `keep_json` asks
+/// for the parsed JSON document to be returned too.
+pub fn decode_value(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    options: &ValueOptions,
+    keep_json: bool,
+    out: &mut String,
+) -> Result<Decoded, ValueError> {
+    let mut decoded = Decoded::default();
+    let unsigned = column.unsigned;
+    match column.wire {
+        WireType::Tiny => {
+            let raw = need(cursor.uint_le(1))?;
+            integer(raw, 8, unsigned, &mut decoded, out);
+        }
+        WireType::Short => {
+            let raw = need(cursor.uint_le(2))?;
+            integer(raw, 16, unsigned, &mut decoded, out);
+        }
+        WireType::Int24 => {
+            let raw = need(cursor.uint_le(3))?;
+            integer(raw, 24, unsigned, &mut decoded, out);
+        }
+        WireType::Long => {
+            let raw = need(cursor.uint_le(4))?;
+            integer(raw, 32, unsigned, &mut decoded, out);
+        }
+        WireType::LongLong => {
+            let raw = need(cursor.uint_le(8))?;
+            integer(raw, 64, unsigned, &mut decoded, out);
+        }
+        WireType::Float => {
+            let bits = need(cursor.uint_le(4))? as u32;
+            javafmt::write_f32(f32::from_bits(bits), out);
+        }
+        WireType::Double => {
+            let bits = need(cursor.uint_le(8))?;
+            javafmt::write_f64(f64::from_bits(bits), out);
+        }
+        WireType::Decimal { precision, scale } => {
+            let bytes = need(cursor.take(decimal::binary_size(precision, scale)))?;
+            decimal::write_decimal(bytes, precision, scale, out)?;
+        }
+        WireType::Year => need(temporal::year(cursor, out))?,
+        WireType::Date => need(temporal::date(cursor, out))?,
+        WireType::Time => need(temporal::time_v1(cursor, out))?,
+        WireType::Time2 { fsp } => need(temporal::time_v2(cursor, fsp, out))?,
+        WireType::DateTime => need(temporal::datetime_v1(cursor, out))?,
+        WireType::DateTime2 { fsp } => need(temporal::datetime_v2(cursor, fsp, out))?,
+        WireType::Timestamp => need(temporal::timestamp_v1(cursor, &options.time_zone, out))?,
+        WireType::Timestamp2 { fsp } => {
+            need(temporal::timestamp_v2(cursor, fsp, &options.time_zone, out))?
+        }
+        WireType::Bit { bits } => {
+            let value = need(cursor.uint_be(usize::from(bits).div_ceil(8)))?;
+            let _ = write!(out, "{value}");
+        }
+        WireType::VarString { max_bytes } | WireType::FixedString { max_bytes } => {
+            let prefix = if max_bytes < 256 { 1 } else { 2 };
+            let length = length_prefix(cursor, prefix)?;
+            if length > usize::from(max_bytes) {
+                return Err(ValueError::TooLong {
+                    length: length as u64,
+                    max: u64::from(max_bytes),
+                });
+            }
+            column.charset.decode_into(need(cursor.take(length))?, out);
+        }
+        WireType::Enum { pack_len } => {
+            if pack_len > 2 {
+                return Err(ValueError::BadPackLength(pack_len));
+            }
+            let index = need(cursor.uint_le(usize::from(pack_len)))?;
+            match column.labels.as_deref() {
+                Some(labels) if options.enum_set_labels => {
+                    // Index 0 is the empty "error" value of an ENUM.
+                    let label = usize::try_from(index)
+                        .ok()
+                        .and_then(|i| i.checked_sub(1))
+                        .and_then(|i| labels.get(i));
+                    out.push_str(label.map(String::as_str).unwrap_or(""));
+                }
+                _ => {
+                    let _ = write!(out, "{index}");
+                }
+            }
+        }
+        WireType::Set { pack_len } => {
+            if pack_len == 0 || pack_len > 8 {
+                return Err(ValueError::BadPackLength(pack_len));
+            }
+            let mask = need(cursor.uint_le(usize::from(pack_len)))?;
+            match column.labels.as_deref() {
+                Some(labels) if options.enum_set_labels => {
+                    let chosen: Vec<&str> = labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+                        .map(|(_, l)| l.as_str())
+                        .collect();
+                    out.push_str(&chosen.join(","));
+                }
+                _ => {
+                    let _ = write!(out, "{mask}");
+                }
+            }
+        }
+        WireType::Blob { len_bytes }
+        | WireType::Geometry { len_bytes }
+        | WireType::Vector { len_bytes } => {
+            let length = length_prefix(cursor, len_bytes)?;
+            let bytes = need(cursor.take(length))?;
+            if column.is_text {
+                column.charset.decode_into(bytes, out);
+            } else {
+                push_latin1(bytes, out);
+            }
+        }
+        WireType::Json { len_bytes } => {
+            let length = length_prefix(cursor, len_bytes)?;
+            let bytes = need(cursor.take(length))?;
+            if !bytes.is_empty() {
+                let document = json::parse(bytes)?;
+                json::render(&document, out);
+                if keep_json {
+                    decoded.json = Some(document);
+                }
+            }
+        }
+    }
+    Ok(decoded)
+}
+
+/// Renders a `bits`-wide integer, signed or not, noting unsigned values
+/// above the signed maximum.
+fn integer(raw: u64, bits: u32, unsigned: bool, decoded: &mut Decoded, out: &mut String) {
+    let sign_bit = 1u64 << (bits - 1);
+    if unsigned {
+        decoded.above_signed_max = raw & sign_bit != 0;
+        let _ = write!(out, "{raw}");
+    } else {
+        let value = if bits < 64 && raw & sign_bit != 0 {
+            raw as i64 - (1i64 << bits)
+        } else {
+            raw as i64
+        };
+        let _ = write!(out, "{value}");
+    }
+}
+
+/// Reads a JSON partial-update value (its diffs) and applies them to the
+/// column's before-image document.
+pub fn apply_json_diff(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    before: Option<&Json>,
+    out: &mut String,
+) -> Result<Decoded, ValueDiffError> {
+    let WireType::Json { len_bytes } = column.wire else {
+        return Err(ValueDiffError::NotJson);
+    };
+    let length = length_prefix(cursor, len_bytes).map_err(ValueDiffError::Value)?;
+    let diffs = cursor
+        .take(length)
+        .ok_or(ValueDiffError::Value(ValueError::Truncated))?;
+    let mut document = before.cloned().ok_or(ValueDiffError::NoBeforeImage)?;
+    json::apply_diffs(&mut document, diffs).map_err(|e| ValueDiffError::Value(e.into()))?;
+    json::render(&document, out);
+    Ok(Decoded {
+        above_signed_max: false,
+        json: Some(document),
+    })
+}
+
+/// Why a JSON partial update could not be turned into a full value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueDiffError {
+    #[error("{0}")]
+    Value(ValueError),
+    #[error("the partial update targets a column that is not JSON")]
+    NotJson,
+    #[error(
+        "the before image does not hold this JSON column, so its partial update cannot be \
+         applied (use binlog_row_image=FULL)"
+    )]
+    NoBeforeImage,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::binlog::charset::{Charset, charset_by_name};
+    use std::sync::Arc;
+
+    fn column(wire: WireType, unsigned: bool, charset: Charset) -> ColumnMeta {
+        ColumnMeta {
+            name: "c".into(),
+            wire,
+            unsigned,
+            charset,
+            charset_name: "utf8mb4",
+            is_key: false,
+            mysql_type: String::new(),
+            labels: Some(Arc::from(vec![
+                "a".to_owned(),
+                "b".to_owned(),
+                "c".to_owned(),
+            ])),
+            is_text: false,
+        }
+    }
+
+    fn render(column: &ColumnMeta, bytes: &[u8], options: &ValueOptions) -> (String, bool) {
+        let mut cursor = Cursor::new(bytes);
+        let mut out = String::new();
+        let decoded = decode_value(column, &mut cursor, options, false, &mut out).unwrap();
+        assert!(cursor.is_empty(), "consumed exactly the value");
+        (out, decoded.above_signed_max)
+    }
+
+    #[test]
+    fn integers_signed_and_unsigned() {
+        let o = ValueOptions::default();
+        let c = |w, u| column(w, u, Charset::Binary);
+        assert_eq!(
+            render(&c(WireType::Tiny, false), &[0x80], &o),
+            ("-128".into(), false)
+        );
+        assert_eq!(
+            render(&c(WireType::Tiny, true), &[0xff], &o),
+            ("255".into(), true)
+        );
+        assert_eq!(
+            render(&c(WireType::Tiny, true), &[0x7f], &o),
+            ("127".into(), false)
+        );
+        assert_eq!(
+            render(&c(WireType::Int24, false), &[0xff, 0xff, 0xff], &o),
+            ("-1".into(), false)
+        );
+        assert_eq!(
+            render(&c(WireType::Int24, true), &[0xff, 0xff, 0xff], &o),
+            ("16777215".into(), true)
+        );
+        assert_eq!(
+            render(&c(WireType::LongLong, true), &[0xff; 8], &o),
+            ("18446744073709551615".into(), true)
+        );
+        assert_eq!(
+            render(
+                &c(WireType::LongLong, false),
+                &[0, 0, 0, 0, 0, 0, 0, 0x80],
+                &o
+            ),
+            ("-9223372036854775808".into(), false)
+        );
+    }
+
+    #[test]
+    fn strings_enums_sets_bits() {
+        let o = ValueOptions::default();
+        let labels = ValueOptions {
+            enum_set_labels: true,
+            ..ValueOptions::default()
+        };
+        let s = column(
+            WireType::VarString { max_bytes: 80 },
+            false,
+            charset_by_name("utf8mb4"),
+        );
+        assert_eq!(render(&s, &[4, 0xf0, 0x9f, 0x98, 0x80], &o).0, "😀");
+        let e = column(WireType::Enum { pack_len: 1 }, false, Charset::Utf8);
+        assert_eq!(render(&e, &[2], &o).0, "2");
+        assert_eq!(render(&e, &[2], &labels).0, "b");
+        let set = column(WireType::Set { pack_len: 1 }, false, Charset::Utf8);
+        assert_eq!(render(&set, &[5], &o).0, "5");
+        assert_eq!(render(&set, &[5], &labels).0, "a,c");
+        let bit = column(WireType::Bit { bits: 64 }, false, Charset::Binary);
+        assert_eq!(render(&bit, &[0xff; 8], &o).0, "18446744073709551615");
+        let bit3 = column(WireType::Bit { bits: 3 }, false, Charset::Binary);
+        assert_eq!(render(&bit3, &[0b100], &o).0, "4");
+    }
+
+    #[test]
+    fn over_long_and_truncated_values_are_errors() {
+        let o = ValueOptions::default();
+        let s = column(WireType::VarString { max_bytes: 3 }, false, Charset::Utf8);
+        let mut out = String::new();
+        assert!(matches!(
+            decode_value(&s, &mut Cursor::new(&[9, b'a']), &o, false, &mut out),
+            Err(ValueError::TooLong { .. })
+        ));
+        let b = column(WireType::Blob { len_bytes: 4 }, false, Charset::Binary);
+        assert_eq!(
+            decode_value(
+                &b,
+                &mut Cursor::new(&[0xff, 0xff, 0xff, 0x7f, 1]),
+                &o,
+                false,
+                &mut out
+            )
+            .unwrap_err(),
+            ValueError::Truncated
+        );
+    }
+}
