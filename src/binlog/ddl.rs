@@ -234,9 +234,7 @@ pub fn classify(sql: &str, default_schema: &str) -> Statement {
         "BEGIN" => Statement::Begin { xa: None },
         "START" if r.eat("TRANSACTION") => Statement::Begin { xa: None },
         "COMMIT" => Statement::End { xa: None },
-        "ROLLBACK" if r.eat("TO") || r.peek().is_some_and(|t| t.is_word("WORK") && false) => {
-            Statement::Ignored
-        }
+        "ROLLBACK" if r.eat("TO") => Statement::Ignored,
         "ROLLBACK" => Statement::End { xa: None },
         "SAVEPOINT" | "RELEASE" => Statement::Ignored,
         "XA" => {
@@ -349,10 +347,7 @@ pub fn classify(sql: &str, default_schema: &str) -> Statement {
                 return query();
             }
             let mut pairs = Vec::new();
-            loop {
-                let Some(old) = r.qualified_name(default_schema) else {
-                    break;
-                };
+            while let Some(old) = r.qualified_name(default_schema) {
                 if !r.eat("TO") {
                     break;
                 }
@@ -383,6 +378,17 @@ pub fn classify(sql: &str, default_schema: &str) -> Statement {
                 Some(name) => Statement::Ddl(target(EventType::Truncate, name)),
                 None => query(),
             }
+        }
+        "LOAD" => {
+            // LOAD DATA|XML [modifiers] INFILE 'f' [REPLACE|IGNORE] INTO TABLE t
+            while let Some(token) = r.next() {
+                if token.is_word("TABLE")
+                    && let Some(name) = r.qualified_name(default_schema)
+                {
+                    return Statement::Dml(target(EventType::Insert, name));
+                }
+            }
+            query()
         }
         "INSERT" | "REPLACE" | "UPDATE" | "DELETE" => {
             let event_type = match keyword.as_str() {
@@ -593,6 +599,16 @@ mod tests {
     fn statement_dml() {
         assert!(matches!(
             classify("INSERT INTO db.t VALUES (1)", "x"),
+            Statement::Dml(DdlTarget {
+                event_type: EventType::Insert,
+                ..
+            })
+        ));
+        assert!(matches!(
+            classify(
+                "LOAD DATA INFILE '/tmp/x' INTO TABLE `db`.`t` FIELDS TERMINATED BY ','",
+                "x"
+            ),
             Statement::Dml(DdlTarget {
                 event_type: EventType::Insert,
                 ..

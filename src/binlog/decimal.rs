@@ -149,12 +149,7 @@ mod tests {
             push(std::str::from_utf8(chunk).unwrap());
         }
         for chunk in frac_digits.as_bytes().chunks(9) {
-            let chunk = std::str::from_utf8(chunk).unwrap();
-            if chunk.len() == 9 {
-                push(chunk);
-            } else {
-                push(chunk);
-            }
+            push(std::str::from_utf8(chunk).unwrap());
         }
         out[0] ^= 0x80;
         if negative {

@@ -12,8 +12,8 @@ use std::{collections::HashMap, sync::Arc};
 use mysql_common::binlog::{
     consts::EventType as Bt,
     events::{
-        FormatDescriptionEvent, GtidEvent, IntvarEvent, PreviousGtidsEvent, QueryEvent, RandEvent,
-        RowsQueryEvent, TableMapEvent, UserVarEvent, XidEvent,
+        ExecuteLoadQueryEvent, FormatDescriptionEvent, GtidEvent, IntvarEvent, QueryEvent,
+        RandEvent, RowsQueryEvent, TableMapEvent, UserVarEvent, XidEvent,
     },
 };
 use prost::Message;
@@ -32,7 +32,7 @@ use super::{
     mariadb::{self, MariadbGtidEvent},
     position::LogPosition,
     rows::{self, RowsKind},
-    table::{ServerFlavor, TableError, TableMeta, mysql_type_text},
+    table::{ServerFlavor, TableMeta, mysql_type_text},
     value::ValueOptions,
 };
 
@@ -140,17 +140,17 @@ pub enum DecodeError {
         offset: u64,
         table_id: u64,
     },
-    #[error("{journal}:{offset}: {source}")]
+    #[error("{journal}:{offset}: {reason}")]
     Table {
         journal: String,
         offset: u64,
-        source: TableError,
+        reason: String,
     },
     #[error("{journal}:{offset}: {source}")]
     Rows {
         journal: String,
         offset: u64,
-        source: rows::RowsError,
+        source: Box<rows::RowsError>,
     },
     #[error(
         "{journal}:{offset}: the binlog carries no column names for {table} and its schema at this \
@@ -289,19 +289,15 @@ impl Decoder {
         match code {
             c if c == Bt::FORMAT_DESCRIPTION_EVENT as u8 => {
                 let fde = event
-                    .event
-                    .read_event::<FormatDescriptionEvent<'_>>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                    .parse::<FormatDescriptionEvent<'_>>()
+                    .map_err(malformed)?;
                 self.flavor = ServerFlavor::from_server_version(&fde.server_version());
                 // A new FDE at position 4 starts a file: no transaction spans it.
                 self.in_transaction = false;
             }
             c if c == Bt::QUERY_EVENT as u8 => self.decode_query(event, out)?,
             c if c == Bt::XID_EVENT as u8 => {
-                let xid = event
-                    .event
-                    .read_event::<XidEvent>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let xid = event.parse::<XidEvent>().map_err(malformed)?;
                 let end = TransactionEnd {
                     transaction_id: (xid.xid as i64).to_string(),
                     ..Default::default()
@@ -339,50 +335,23 @@ impl Decoder {
                 self.decode_rows(event, RowsKind::Update, true, true, out)?
             }
             c if c == Bt::GTID_EVENT as u8 || c == Bt::GTID_TAGGED_LOG_EVENT as u8 => {
-                let gtid = event
-                    .event
-                    .read_event::<GtidEvent>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let gtid = event.parse::<GtidEvent>().map_err(malformed)?;
                 self.begin_mysql_gtid(&gtid);
             }
             c if c == Bt::ANONYMOUS_GTID_EVENT as u8 => self.current_gtid = None,
             c if c == Bt::PREVIOUS_GTIDS_EVENT as u8 => {
-                let previous = event
-                    .event
-                    .read_event::<PreviousGtidsEvent<'_>>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let set = super::gtid::parse_previous_gtids(event.event.data())
+                    .ok_or_else(|| malformed("GTID set is truncated or inconsistent".into()))?;
                 if self.gtid_state.is_none() {
-                    let mut set = MysqlGtidSet::default();
-                    for sid in previous.sids() {
-                        let key = MysqlSid {
-                            uuid: sid.uuid(),
-                            tag: sid
-                                .tag()
-                                .map(|t| t.as_str().to_ascii_lowercase())
-                                .unwrap_or_default(),
-                        };
-                        for interval in sid.intervals() {
-                            // Stored half-open: [start, end).
-                            if interval.end() > interval.start() {
-                                set.add_interval(&key, interval.start(), interval.end() - 1);
-                            }
-                        }
-                    }
                     self.set_gtid_state(Some(GtidState::Mysql(set)));
                 }
             }
             c if c == Bt::ROWS_QUERY_EVENT as u8 => {
-                let query = event
-                    .event
-                    .read_event::<RowsQueryEvent<'_>>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let query = event.parse::<RowsQueryEvent<'_>>().map_err(malformed)?;
                 self.push_text_query(event, out, query.query().into_owned());
             }
             c if c == Bt::INTVAR_EVENT as u8 => {
-                let intvar = event
-                    .event
-                    .read_event::<IntvarEvent>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let intvar = event.parse::<IntvarEvent>().map_err(malformed)?;
                 self.push_text_query(
                     event,
                     out,
@@ -390,10 +359,7 @@ impl Decoder {
                 );
             }
             c if c == Bt::RAND_EVENT as u8 => {
-                let rand = event
-                    .event
-                    .read_event::<RandEvent>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let rand = event.parse::<RandEvent>().map_err(malformed)?;
                 self.push_text_query(
                     event,
                     out,
@@ -404,13 +370,27 @@ impl Decoder {
                 );
             }
             c if c == Bt::USER_VAR_EVENT as u8 => {
-                let var = event
-                    .event
-                    .read_event::<UserVarEvent<'_>>()
-                    .map_err(|e| malformed(e.to_string()))?;
+                let var = event.parse::<UserVarEvent<'_>>().map_err(malformed)?;
                 self.push_text_query(event, out, user_var_sql(&var));
             }
             c if c == Bt::XA_PREPARE_LOG_EVENT as u8 => self.end_transaction(),
+            c if c == Bt::EXECUTE_LOAD_QUERY_EVENT as u8 => {
+                // Statement-based LOAD DATA: the statement is forwarded as text,
+                // like other statement-based changes (the file contents are not rows).
+                let load = event
+                    .parse::<ExecuteLoadQueryEvent<'_>>()
+                    .map_err(malformed)?;
+                let sql = query_charset(load.status_vars())
+                    .decode(load.query_raw())
+                    .into_owned();
+                self.decode_statement(
+                    event,
+                    out,
+                    load.schema().into_owned(),
+                    sql,
+                    load.thread_id(),
+                );
+            }
             c if c == Bt::INCIDENT_EVENT as u8 => {
                 tracing::warn!(
                     journal = %event.journal,
@@ -564,16 +544,20 @@ impl Decoder {
 
     fn decode_table_map(&mut self, event: &SourceEvent) -> Result<(), DecodeError> {
         let data = event.event.data();
-        let tme =
-            event
-                .event
-                .read_event::<TableMapEvent<'_>>()
-                .map_err(|e| DecodeError::Malformed {
-                    journal: event.journal.to_string(),
-                    offset: event.start,
-                    event_type: "TABLE_MAP".into(),
-                    reason: e.to_string(),
-                })?;
+        super::table::check_table_map_body(data).map_err(|reason| DecodeError::Malformed {
+            journal: event.journal.to_string(),
+            offset: event.start,
+            event_type: "TABLE_MAP".into(),
+            reason: reason.into(),
+        })?;
+        let tme = event
+            .parse::<TableMapEvent<'_>>()
+            .map_err(|e| DecodeError::Malformed {
+                journal: event.journal.to_string(),
+                offset: event.start,
+                event_type: "TABLE_MAP".into(),
+                reason: e.to_string(),
+            })?;
         let table_id = tme.table_id();
         if let Some(cached) = self.tables.get(&table_id)
             && cached.raw == data
@@ -581,12 +565,14 @@ impl Decoder {
         {
             return Ok(());
         }
-        let mut meta =
-            TableMeta::from_table_map(&tme, self.flavor).map_err(|source| DecodeError::Table {
+        let flavor = self.flavor;
+        let mut meta = super::guard::guarded(|| TableMeta::from_table_map(&tme, flavor)).map_err(
+            |reason| DecodeError::Table {
                 journal: event.journal.to_string(),
                 offset: event.start,
-                source,
-            })?;
+                reason,
+            },
+        )?;
         let included = self.filter.tables.matches(&meta.schema, &meta.table);
         if !meta.has_names && included {
             self.fill_names(event, &mut meta)?;
@@ -672,7 +658,7 @@ impl Decoder {
         let rows_error = |source| DecodeError::Rows {
             journal: event.journal.to_string(),
             offset: event.start,
-            source,
+            source: Box::new(source),
         };
         let body =
             rows::parse_rows_body(event.event.data(), kind, v2, partial).map_err(rows_error)?;
@@ -738,26 +724,43 @@ impl Decoder {
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
     ) -> Result<(), DecodeError> {
-        let query =
-            event
-                .event
-                .read_event::<QueryEvent<'_>>()
-                .map_err(|e| DecodeError::Malformed {
-                    journal: event.journal.to_string(),
-                    offset: event.start,
-                    event_type: "QUERY".into(),
-                    reason: e.to_string(),
-                })?;
-        let default_schema = query.schema().into_owned();
-        let sql = query_text(&query);
+        let query = event
+            .parse::<QueryEvent<'_>>()
+            .map_err(|e| DecodeError::Malformed {
+                journal: event.journal.to_string(),
+                offset: event.start,
+                event_type: "QUERY".into(),
+                reason: e.to_string(),
+            })?;
+        let sql = query_charset(query.status_vars())
+            .decode(query.query_raw())
+            .into_owned();
+        self.decode_statement(
+            event,
+            out,
+            query.schema().into_owned(),
+            sql,
+            query.thread_id(),
+        );
+        Ok(())
+    }
+
+    fn decode_statement(
+        &mut self,
+        event: &SourceEvent,
+        out: &mut Vec<ChangeEvent>,
+        default_schema: String,
+        sql: String,
+        thread_id: u32,
+    ) {
         match ddl::classify(&sql, &default_schema) {
             Statement::Begin { xa } => {
                 if self.in_transaction && xa.is_none() {
                     // MariaDB's GTID event already opened it.
-                    return Ok(());
+                    return;
                 }
                 let mut begin = TransactionBegin {
-                    thread_id: i64::from(query.thread_id()),
+                    thread_id: i64::from(thread_id),
                     ..Default::default()
                 };
                 if let Some(xid) = xa {
@@ -884,7 +887,7 @@ impl Decoder {
                 if self.options.filter_query_dml
                     || !self.filter.tables.matches(&target.schema, &target.table)
                 {
-                    return Ok(());
+                    return;
                 }
                 let change = RowChange {
                     event_type: Some(target.event_type as i32),
@@ -909,7 +912,6 @@ impl Decoder {
                 );
             }
         }
-        Ok(())
     }
 
     /// canal's rules for keeping a DDL or other statement entry.
@@ -1055,18 +1057,17 @@ fn is_known_without_changes(code: u8) -> bool {
         Bt::VIEW_CHANGE_EVENT,
         Bt::START_EVENT_V3,
         Bt::BEGIN_LOAD_QUERY_EVENT,
+        Bt::APPEND_BLOCK_EVENT,
     ]
     .iter()
     .any(|t| *t as u8 == code)
         || code == mariadb_type::BINLOG_CHECKPOINT
 }
 
-/// The statement text, decoded with the client charset the event records.
-fn query_text(query: &QueryEvent<'_>) -> String {
+/// The client charset a QUERY event records for its statement text.
+fn query_charset(vars: &mysql_common::binlog::events::StatusVars<'_>) -> super::charset::Charset {
     use mysql_common::binlog::{consts::StatusVarKey, events::StatusVarVal};
-    let charset = query
-        .status_vars()
-        .get_status_var(StatusVarKey::Charset)
+    vars.get_status_var(StatusVarKey::Charset)
         .and_then(|var| match var.get_value() {
             Ok(StatusVarVal::Charset { charset_client, .. }) => {
                 charset_name_of_collation(charset_client)
@@ -1074,8 +1075,7 @@ fn query_text(query: &QueryEvent<'_>) -> String {
             _ => None,
         })
         .map(charset_by_name)
-        .unwrap_or(super::charset::Charset::Utf8);
-    charset.decode(query.query_raw()).into_owned()
+        .unwrap_or(super::charset::Charset::Utf8)
 }
 
 /// canal's text for a USER_VAR event: `SET @name := value`.

@@ -146,3 +146,10 @@ pub fn minimum_event_size(type_code: u8, checksum: bool) -> usize {
         HEADER_LEN + checksum_len
     }
 }
+
+impl SourceEvent {
+    /// Parses the event body as `T`, turning parser panics into errors.
+    pub fn parse<'a, T: mysql_common::binlog::BinlogEvent<'a>>(&'a self) -> Result<T, String> {
+        super::guard::guarded(|| self.event.read_event::<T>())
+    }
+}

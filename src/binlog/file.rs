@@ -58,11 +58,12 @@ pub enum FileError {
     },
 }
 
-/// Iterates over the events of one binlog file.
-pub struct BinlogFileReader {
+/// Iterates over the events of one binlog file (or of binlog bytes held in
+/// memory, with [`BinlogFileReader::from_bytes`]).
+pub struct BinlogFileReader<R = BufReader<File>> {
     path: PathBuf,
     journal: Arc<str>,
-    input: BufReader<File>,
+    input: R,
     len: u64,
     offset: u64,
     reader: EventStreamReader,
@@ -81,7 +82,21 @@ impl BinlogFileReader {
         };
         let file = File::open(&path).map_err(io_error)?;
         let len = file.metadata().map_err(io_error)?.len();
-        let mut input = BufReader::with_capacity(1 << 20, file);
+        BinlogFileReader::from_reader(path, BufReader::with_capacity(1 << 20, file), len)
+    }
+}
+
+impl BinlogFileReader<io::Cursor<Vec<u8>>> {
+    /// Reads binlog bytes from memory; `name` plays the file name.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self, FileError> {
+        let len = bytes.len() as u64;
+        BinlogFileReader::from_reader(PathBuf::from(name), io::Cursor::new(bytes), len)
+    }
+}
+
+impl<R: Read> BinlogFileReader<R> {
+    /// Reads `len` bytes of binlog from `input`.
+    pub fn from_reader(path: PathBuf, mut input: R, len: u64) -> Result<Self, FileError> {
         let mut magic = [0u8; 4];
         if len < 4 || input.read_exact(&mut magic).is_err() || magic != MAGIC {
             return Err(FileError::NotBinlog { path });
@@ -169,7 +184,8 @@ impl BinlogFileReader {
         self.read_exact(&mut raw[HEADER_LEN..], start)?;
         self.offset = start + size;
 
-        let parsed = self.reader.read(raw.as_slice());
+        let reader = &mut self.reader;
+        let parsed = super::guard::guarded(|| reader.read(raw.as_slice()));
         self.buffer = raw;
         let event = parsed
             .map_err(|e| self.malformed(start, type_code, e))?
@@ -235,10 +251,7 @@ pub fn unpack_transaction_payload(
     reader: &mut EventStreamReader,
     payload: &SourceEvent,
 ) -> Result<Vec<SourceEvent>, String> {
-    let parsed = payload
-        .event
-        .read_event::<TransactionPayloadEvent<'_>>()
-        .map_err(|e| e.to_string())?;
+    let parsed = payload.parse::<TransactionPayloadEvent<'_>>()?;
     let declared = parsed.uncompressed_size();
     if declared > MAX_PAYLOAD_BYTES {
         return Err(format!(
@@ -271,8 +284,7 @@ pub fn unpack_transaction_payload(
                 "inner event at payload byte {at} claims {size} bytes"
             ));
         }
-        let event = reader
-            .read_decompressed(&rest[..size])
+        let event = super::guard::guarded(|| reader.read_decompressed(&rest[..size]))
             .map_err(|e| format!("inner event at payload byte {at}: {e}"))?
             .ok_or_else(|| format!("inner event at payload byte {at} is empty"))?;
         events.push(SourceEvent {
@@ -287,7 +299,7 @@ pub fn unpack_transaction_payload(
     Ok(events)
 }
 
-impl Iterator for BinlogFileReader {
+impl<R: Read> Iterator for BinlogFileReader<R> {
     type Item = Result<SourceEvent, FileError>;
 
     fn next(&mut self) -> Option<Self::Item> {

@@ -405,11 +405,19 @@ pub enum DiffOperation {
     Remove,
 }
 
-/// Reads the diffs of one partially updated JSON column and applies them to
-/// `document` (the column's before image).
-pub fn apply_diffs(document: &mut Json, diffs: &[u8]) -> Result<(), JsonError> {
-    let mut cursor = Cursor::new(diffs);
+/// One change of a JSON partial update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub operation: DiffOperation,
+    pub path: String,
+    pub value: Option<Json>,
+}
+
+/// Reads the diffs of one partially updated JSON column.
+pub fn parse_diffs(bytes: &[u8]) -> Result<Vec<Diff>, JsonError> {
+    let mut cursor = Cursor::new(bytes);
     let short = || JsonError::Malformed("partial update diff is truncated");
+    let mut diffs = Vec::new();
     while !cursor.is_empty() {
         let operation = match cursor.u8().ok_or_else(short)? {
             0 => DiffOperation::Replace,
@@ -425,9 +433,62 @@ pub fn apply_diffs(document: &mut Json, diffs: &[u8]) -> Result<(), JsonError> {
             let value_len = cursor.lenenc_int().ok_or_else(short)? as usize;
             Some(parse(cursor.take(value_len).ok_or_else(short)?)?)
         };
-        apply(document, &path, operation, value)?;
+        diffs.push(Diff {
+            operation,
+            path,
+            value,
+        });
+    }
+    Ok(diffs)
+}
+
+/// Applies partial-update diffs to `document` (the column's before image).
+pub fn apply_diffs(document: &mut Json, diffs: &[Diff]) -> Result<(), JsonError> {
+    for diff in diffs {
+        apply(document, &diff.path, diff.operation, diff.value.clone())?;
     }
     Ok(())
+}
+
+/// Renders diffs as the JSON function calls that would perform them, the
+/// way mysqlbinlog and canal show a partial update they cannot resolve:
+/// `JSON_REPLACE(JSON_INSERT(col, '$.a', 1), '$.b', 2)`.
+pub fn render_diff_calls(column: &str, diffs: &[Diff], out: &mut String) {
+    let names: Vec<&str> = diffs
+        .iter()
+        .map(|d| match d.operation {
+            DiffOperation::Replace => "JSON_REPLACE",
+            DiffOperation::Insert if d.path.ends_with(']') => "JSON_ARRAY_INSERT",
+            DiffOperation::Insert => "JSON_INSERT",
+            DiffOperation::Remove => "JSON_REMOVE",
+        })
+        .collect();
+    // Consecutive diffs of the same function share one call.
+    for i in (0..names.len()).rev() {
+        if i == 0 || names[i - 1] != names[i] {
+            out.push_str(names[i]);
+            out.push('(');
+        }
+    }
+    out.push_str(column);
+    if diffs.is_empty() {
+        return;
+    }
+    out.push_str(", ");
+    for (i, diff) in diffs.iter().enumerate() {
+        let _ = write!(out, "'{}'", diff.path);
+        if let Some(value) = &diff.value {
+            out.push_str(", ");
+            render(value, out);
+        }
+        let last = i + 1 == diffs.len();
+        if last || names[i + 1] != names[i] {
+            out.push(')');
+        }
+        if !last {
+            out.push_str(", ");
+        }
+    }
 }
 
 fn apply(
@@ -594,6 +655,38 @@ mod tests {
         assert_eq!(text(&doc), r#"{"a": 2.5, "c": 3, "bb": [null]}"#);
         assert!(apply(&mut doc, "$.zz.y", DiffOperation::Replace, Some(Json::Null)).is_err());
         assert!(apply(&mut doc, "a.b", DiffOperation::Replace, Some(Json::Null)).is_err());
+    }
+
+    #[test]
+    fn unresolvable_diffs_render_as_calls() {
+        let diffs = vec![
+            Diff {
+                operation: DiffOperation::Insert,
+                path: "$.a".into(),
+                value: Some(Json::Int(1)),
+            },
+            Diff {
+                operation: DiffOperation::Insert,
+                path: "$.b".into(),
+                value: Some(Json::String("x".into())),
+            },
+            Diff {
+                operation: DiffOperation::Replace,
+                path: "$.c".into(),
+                value: Some(Json::Int(2)),
+            },
+            Diff {
+                operation: DiffOperation::Remove,
+                path: "$.d[0]".into(),
+                value: None,
+            },
+        ];
+        let mut out = String::new();
+        render_diff_calls("col", &diffs, &mut out);
+        assert_eq!(
+            out,
+            r#"JSON_REMOVE(JSON_REPLACE(JSON_INSERT(col, '$.a', 1, '$.b', "x"), '$.c', 2), '$.d[0]')"#
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod event;
 pub mod file;
 pub mod filter;
 pub mod gtid;
+pub mod guard;
 pub mod javafmt;
 pub mod json;
 pub mod mariadb;

@@ -137,6 +137,7 @@ pub fn decode_rows(
     let mut text = String::new();
     while !cursor.is_empty() {
         let row = rows.len();
+        let row_start = cursor.offset();
         let mut data = RowData::default();
         match body.kind {
             RowsKind::Insert => {
@@ -196,6 +197,10 @@ pub fn decode_rows(
                 data.after_columns = after.columns;
             }
         }
+        if cursor.offset() == row_start {
+            // Only a corrupt event has rows without columns; stop rather than loop.
+            return Err(RowsError::Malformed("a row image names no columns"));
+        }
         rows.push(data);
     }
     Ok(rows)
@@ -211,6 +216,18 @@ struct Image {
     columns: Vec<Column>,
     /// Parsed JSON documents by column index (for partial updates).
     json: Vec<(usize, Json)>,
+}
+
+/// Says once per process that JSON partial updates arrive as diffs.
+fn warn_partial_json(table: &TableMeta) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        tracing::warn!(
+            table = %table.full_name(),
+            "JSON partial updates without a before image are forwarded as JSON_REPLACE(...) call \
+             text, not full documents; set binlog_row_image=FULL on the source for full documents"
+        );
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -297,8 +314,12 @@ fn decode_image(
                         .map(|(_, d)| d),
                     _ => None,
                 };
-                apply_json_diff(meta, cursor, before_doc, text)
-                    .map_err(|e| value_error(e.to_string()))?
+                let decoded = apply_json_diff(meta, cursor, before_doc, text)
+                    .map_err(|e| value_error(e.to_string()))?;
+                if decoded.partial_text {
+                    warn_partial_json(table);
+                }
+                decoded
             } else {
                 let keep_json = matches!(role, ImageRole::Before { keep_json: true });
                 decode_value(meta, cursor, options, keep_json, text)

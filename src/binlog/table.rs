@@ -208,7 +208,11 @@ impl WireType {
     fn is_character(self) -> bool {
         matches!(
             self,
-            WireType::VarString { .. } | WireType::FixedString { .. } | WireType::Blob { .. }
+            WireType::VarString { .. }
+                | WireType::FixedString { .. }
+                | WireType::Blob { .. }
+                // MySQL 9 lists VECTOR columns (binary) among character columns.
+                | WireType::Vector { .. }
         )
     }
 
@@ -399,6 +403,7 @@ impl TableMeta {
         let mut enum_labels = labels.enums.into_iter();
         let mut set_labels = labels.sets.into_iter();
         let mut geometry_types = labels.geometry.into_iter();
+        let mut dimensions = labels.dimensions.into_iter();
 
         let mut has_names = true;
         let mut columns = Vec::with_capacity(wires.len());
@@ -444,6 +449,10 @@ impl TableMeta {
             if matches!(wire, WireType::Json { .. }) {
                 json_columns += 1;
             }
+            let dimension = match wire {
+                WireType::Vector { .. } => dimensions.next(),
+                _ => None,
+            };
             // Without charset metadata, assume the server default of its era.
             let charset_name =
                 collation
@@ -464,7 +473,10 @@ impl TableMeta {
                 labels: column_labels.map(Arc::from),
                 is_text: matches!(wire, WireType::Blob { .. }) && charset_name != "binary",
             };
-            column.mysql_type = mysql_type_text(&column, flavor, geometry);
+            column.mysql_type = match dimension {
+                Some(d) => format!("vector({d})"),
+                None => mysql_type_text(&column, flavor, geometry),
+            };
             columns.push(column);
         }
         Ok(TableMeta {
@@ -497,6 +509,7 @@ struct Labels {
     enums: Vec<Vec<String>>,
     sets: Vec<Vec<String>>,
     geometry: Vec<GeometryType>,
+    dimensions: Vec<u64>,
 }
 
 fn collect_labels(tme: &TableMapEvent<'_>) -> Result<Labels, String> {
@@ -504,6 +517,7 @@ fn collect_labels(tme: &TableMapEvent<'_>) -> Result<Labels, String> {
         enums: Vec::new(),
         sets: Vec::new(),
         geometry: Vec::new(),
+        dimensions: Vec::new(),
     };
     for field in tme.iter_optional_meta() {
         match field.map_err(|e| e.to_string())? {
@@ -536,6 +550,11 @@ fn collect_labels(tme: &TableMapEvent<'_>) -> Result<Labels, String> {
                     labels
                         .geometry
                         .push(t.unwrap_or(GeometryType::GEOM_GEOMETRY));
+                }
+            }
+            OptionalMetadataField::Dimensionality(dimensions) => {
+                for d in dimensions.iter_dimensionalities() {
+                    labels.dimensions.push(d.map_err(|e| e.to_string())?);
                 }
             }
             _ => {}
@@ -670,6 +689,51 @@ fn with_unsigned(name: &str, unsigned: bool) -> String {
     } else {
         name.to_owned()
     }
+}
+
+/// Checks the counts inside a TABLE_MAP body that mysql_common would
+/// allocate for before checking them (ENUM/SET label counts in the optional
+/// metadata), so that a corrupt event is an error and not an allocation
+/// failure.
+pub fn check_table_map_body(data: &[u8]) -> Result<(), &'static str> {
+    use super::cursor::Cursor;
+    const SET_STR_VALUE: u8 = 5;
+    const ENUM_STR_VALUE: u8 = 6;
+    let truncated = "table map is truncated";
+    let mut cursor = Cursor::new(data);
+    cursor.skip(6 + 2).ok_or(truncated)?;
+    for _ in 0..2 {
+        let len = usize::from(cursor.u8().ok_or(truncated)?);
+        cursor.skip(len + 1).ok_or(truncated)?;
+    }
+    let columns = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
+    cursor.skip(columns).ok_or(truncated)?;
+    let meta_len = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
+    cursor.skip(meta_len).ok_or(truncated)?;
+    cursor.skip(columns.div_ceil(8)).ok_or(truncated)?;
+    while !cursor.is_empty() {
+        let kind = cursor.u8().ok_or(truncated)?;
+        let len = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
+        let value = cursor
+            .take(len)
+            .ok_or("optional metadata field runs past the event")?;
+        if kind == SET_STR_VALUE || kind == ENUM_STR_VALUE {
+            let mut labels = Cursor::new(value);
+            while !labels.is_empty() {
+                let count = labels.lenenc_int().ok_or(truncated)?;
+                // Every label takes at least its one-byte length.
+                if count > labels.remaining() as u64 {
+                    return Err("ENUM/SET label count exceeds the metadata size");
+                }
+                for _ in 0..count {
+                    let len = usize::try_from(labels.lenenc_int().ok_or(truncated)?)
+                        .map_err(|_| truncated)?;
+                    labels.skip(len).ok_or(truncated)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

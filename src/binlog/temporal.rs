@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(render(&date.to_le_bytes()[..3], date_fn), "2023-07-04");
         assert_eq!(render(&[0, 0, 0], date_fn), "0000-00-00");
         assert_eq!(
-            render(&20230704_123456u64.to_le_bytes(), datetime_v1),
+            render(&20_230_704_123_456_u64.to_le_bytes(), datetime_v1),
             "2023-07-04 12:34:56"
         );
         let minus = (-8_385_959i32 as u32).to_le_bytes();

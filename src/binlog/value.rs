@@ -55,6 +55,8 @@ pub struct Decoded {
     /// The parsed document of a JSON column, kept when a later partial
     /// update needs it.
     pub json: Option<Json>,
+    /// A JSON partial update shown as function calls, not a document.
+    pub partial_text: bool,
 }
 
 fn need<T>(value: Option<T>) -> Result<T, ValueError> {
@@ -219,41 +221,43 @@ fn integer(raw: u64, bits: u32, unsigned: bool, decoded: &mut Decoded, out: &mut
 }
 
 /// Reads a JSON partial-update value (its diffs) and applies them to the
-/// column's before-image document.
+/// column's before-image document. Without a before image (binlog_row_image
+/// MINIMAL/NOBLOB) the full document cannot be known: the diffs are then
+/// rendered as the JSON function calls that perform them, as canal does, and
+/// `partial_text` is set.
 pub fn apply_json_diff(
     column: &ColumnMeta,
     cursor: &mut Cursor<'_>,
     before: Option<&Json>,
     out: &mut String,
-) -> Result<Decoded, ValueDiffError> {
+) -> Result<Decoded, ValueError> {
     let WireType::Json { len_bytes } = column.wire else {
-        return Err(ValueDiffError::NotJson);
+        return Err(ValueError::Json(json::JsonError::Malformed(
+            "partial update of a non-JSON column",
+        )));
     };
-    let length = length_prefix(cursor, len_bytes).map_err(ValueDiffError::Value)?;
-    let diffs = cursor
-        .take(length)
-        .ok_or(ValueDiffError::Value(ValueError::Truncated))?;
-    let mut document = before.cloned().ok_or(ValueDiffError::NoBeforeImage)?;
-    json::apply_diffs(&mut document, diffs).map_err(|e| ValueDiffError::Value(e.into()))?;
-    json::render(&document, out);
-    Ok(Decoded {
-        above_signed_max: false,
-        json: Some(document),
-    })
-}
-
-/// Why a JSON partial update could not be turned into a full value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ValueDiffError {
-    #[error("{0}")]
-    Value(ValueError),
-    #[error("the partial update targets a column that is not JSON")]
-    NotJson,
-    #[error(
-        "the before image does not hold this JSON column, so its partial update cannot be \
-         applied (use binlog_row_image=FULL)"
-    )]
-    NoBeforeImage,
+    let length = length_prefix(cursor, len_bytes)?;
+    let diffs = json::parse_diffs(need(cursor.take(length))?)?;
+    match before {
+        Some(before) => {
+            let mut document = before.clone();
+            json::apply_diffs(&mut document, &diffs)?;
+            json::render(&document, out);
+            Ok(Decoded {
+                above_signed_max: false,
+                json: Some(document),
+                partial_text: false,
+            })
+        }
+        None => {
+            json::render_diff_calls(&column.name, &diffs, out);
+            Ok(Decoded {
+                above_signed_max: false,
+                json: None,
+                partial_text: true,
+            })
+        }
+    }
 }
 
 #[cfg(test)]
