@@ -105,7 +105,7 @@ pub struct SchemaColumn {
 /// Knows table schemas as of the decoder's position (information_schema
 /// plus tracked DDL for live sources; CREATE TABLE statements seen in the
 /// stream for files).
-pub trait SchemaLookup: Send {
+pub trait SchemaLookup: Send + Sync {
     /// Columns of `schema.table` at the current position, when known.
     fn columns(&mut self, schema: &str, table: &str) -> Option<Arc<[SchemaColumn]>>;
     /// A DDL statement passed at the current position.
@@ -206,7 +206,11 @@ pub struct Decoder {
     gtid_state: Option<GtidState>,
     gtid_text: Option<Arc<str>>,
     current_gtid: Option<CurrentGtid>,
+    /// Inside BEGIN ... COMMIT/XID.
     in_transaction: bool,
+    /// Inside an event group (from its GTID or BEGIN to its end): positions
+    /// inside a group are not resume points.
+    in_group: bool,
     schema: Option<Box<dyn SchemaLookup>>,
     warned_statement_dml: bool,
 }
@@ -224,6 +228,7 @@ impl Decoder {
             gtid_text: None,
             current_gtid: None,
             in_transaction: false,
+            in_group: false,
             schema: None,
             warned_statement_dml: false,
         }
@@ -261,6 +266,12 @@ impl Decoder {
         self.in_transaction
     }
 
+    /// Whether the last decoded event left an event group open, i.e. its end
+    /// is not a place to resume from.
+    pub fn in_group(&self) -> bool {
+        self.in_group
+    }
+
     pub fn flavor(&self) -> ServerFlavor {
         self.flavor
     }
@@ -270,6 +281,7 @@ impl Decoder {
     pub fn reset_stream(&mut self) {
         self.tables.clear();
         self.in_transaction = false;
+        self.in_group = false;
         self.current_gtid = None;
     }
 
@@ -294,6 +306,7 @@ impl Decoder {
                 self.flavor = ServerFlavor::from_server_version(&fde.server_version());
                 // A new FDE at position 4 starts a file: no transaction spans it.
                 self.in_transaction = false;
+                self.in_group = false;
             }
             c if c == Bt::QUERY_EVENT as u8 => self.decode_query(event, out)?,
             c if c == Bt::XID_EVENT as u8 => {
@@ -338,7 +351,10 @@ impl Decoder {
                 let gtid = event.parse::<GtidEvent>().map_err(malformed)?;
                 self.begin_mysql_gtid(&gtid);
             }
-            c if c == Bt::ANONYMOUS_GTID_EVENT as u8 => self.current_gtid = None,
+            c if c == Bt::ANONYMOUS_GTID_EVENT as u8 => {
+                self.current_gtid = None;
+                self.in_group = true;
+            }
             c if c == Bt::PREVIOUS_GTIDS_EVENT as u8 => {
                 let set = super::gtid::parse_previous_gtids(event.event.data())
                     .ok_or_else(|| malformed("GTID set is truncated or inconsistent".into()))?;
@@ -470,10 +486,12 @@ impl Decoder {
 
     fn end_transaction(&mut self) {
         self.in_transaction = false;
+        self.in_group = false;
         self.current_gtid = None;
     }
 
     fn begin_mysql_gtid(&mut self, gtid: &GtidEvent) {
+        self.in_group = true;
         let sid = MysqlSid {
             uuid: gtid.sid(),
             tag: gtid
@@ -520,6 +538,7 @@ impl Decoder {
         }
         self.refresh_gtid_text();
         self.current_gtid = Some(CurrentGtid::Mariadb(gtid.gtid.to_string()));
+        self.in_group = true;
         // With GTID capability MariaDB sends no BEGIN query: the GTID event of
         // a non-standalone group opens the transaction.
         if !gtid.is_standalone() && gtid.flags & MariadbGtidEvent::COMPLETED_XA == 0 {
@@ -782,6 +801,7 @@ impl Decoder {
                     ChangeKind::TransactionBegin,
                 );
                 self.in_transaction = true;
+                self.in_group = true;
             }
             Statement::End { xa } => {
                 let mut end = TransactionEnd {
@@ -871,10 +891,14 @@ impl Decoder {
                     );
                 }
                 if !self.in_transaction {
-                    self.current_gtid = None;
+                    // Outside BEGIN, a statement is its own event group.
+                    self.end_transaction();
                 }
             }
             Statement::Dml(target) => {
+                if !self.in_transaction {
+                    self.end_transaction();
+                }
                 if !self.warned_statement_dml {
                     self.warned_statement_dml = true;
                     tracing::warn!(

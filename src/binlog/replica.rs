@@ -1,0 +1,381 @@
+//! Talking to the source as a replica: connecting, checking that its binlog
+//! can be captured, finding positions, and opening a binlog dump in either
+//! dialect. The MySQL protocol itself is mysql_async's.
+
+use std::time::Duration;
+
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, OptsBuilder, Row, prelude::Queryable};
+
+use super::{
+    gtid::{GtidState, MariadbGtidPos, MysqlGtidSet},
+    table::ServerFlavor,
+};
+
+/// How to reach the source.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// `host:port` of the MySQL/MariaDB source.
+    pub address: String,
+    pub user: String,
+    pub password: String,
+    /// This replica's server id; must be unique among the source's replicas.
+    pub server_id: u32,
+    /// Interval of the source's heartbeat events while the binlog is idle.
+    pub heartbeat: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Why talking to the source failed, and whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The connection broke or the server went away: retry.
+    #[error("{0}")]
+    Transient(String),
+    /// Something only an operator can fix (credentials, grants, binlog
+    /// settings, a purged position).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl ReplicaError {
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ReplicaError::Fatal(_))
+    }
+}
+
+/// Server error codes that retrying will not fix.
+const FATAL_SERVER_CODES: &[u16] = &[
+    1045, // access denied
+    1044, // access denied to database
+    1227, // missing privilege (REPLICATION SLAVE/CLIENT)
+    1236, // fatal error reading binlog: purged position, unknown file, bad GTID state
+    1371, // binary logging not enabled
+    1381, // binary logging not enabled (SHOW BINARY LOGS)
+    1951, // MariaDB: GTID position not in binlog
+    1955, // MariaDB: GTID strict mode violation
+];
+
+fn classify(context: &str, error: mysql_async::Error) -> ReplicaError {
+    match &error {
+        mysql_async::Error::Server(server) if FATAL_SERVER_CODES.contains(&server.code) => {
+            let hint = match server.code {
+                1045 | 1044 => " (check canal.instance.dbUsername / dbPassword)",
+                1227 => {
+                    " (the account needs SELECT, REPLICATION SLAVE, REPLICATION CLIENT: \
+                     GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO ...)"
+                }
+                1236 => {
+                    " (the start position is no longer in the source's binlog, or never was: \
+                     it may have been purged; reset the cursor to a position the source still has)"
+                }
+                1371 | 1381 => " (enable the binlog on the source: log-bin)",
+                _ => "",
+            };
+            ReplicaError::Fatal(format!("{context}: {error}{hint}"))
+        }
+        mysql_async::Error::Url(_) => ReplicaError::Fatal(format!("{context}: {error}")),
+        _ => ReplicaError::Transient(format!("{context}: {error}")),
+    }
+}
+
+/// What the source is and how its binlog is configured.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub version: String,
+    pub flavor: ServerFlavor,
+    pub server_id: u32,
+    /// `binlog_checksum=CRC32`.
+    pub checksum: bool,
+    /// `binlog_row_metadata=FULL`: the binlog names every column itself.
+    pub full_row_metadata: bool,
+    pub row_image: String,
+}
+
+impl ServerInfo {
+    pub fn is_mariadb(&self) -> bool {
+        self.flavor == ServerFlavor::MariaDb
+    }
+}
+
+fn split_address(address: &str) -> Result<(String, u16), ReplicaError> {
+    let invalid = || {
+        ReplicaError::Fatal(format!(
+            "source address `{address}` must be host:port (canal.instance.master.address)"
+        ))
+    };
+    let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    Ok((host.to_owned(), port))
+}
+
+/// Opens a plain connection to the source.
+pub async fn connect(config: &ReplicaConfig) -> Result<Conn, ReplicaError> {
+    let (host, port) = split_address(&config.address)?;
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(Some(config.user.clone()))
+        .pass(Some(config.password.clone()))
+        .prefer_socket(false)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .stmt_cache_size(0)
+        // Binlog events can be as large as the source's replica packet limit.
+        .max_allowed_packet(Some(1 << 30))
+        .wait_timeout(Some(28_800));
+    let context = format!("cannot connect to the source {}", config.address);
+    match tokio::time::timeout(config.connect_timeout, Conn::new(opts)).await {
+        Ok(result) => result.map_err(|e| classify(&context, e)),
+        Err(_) => Err(ReplicaError::Transient(format!(
+            "{context}: no answer within {:?}",
+            config.connect_timeout
+        ))),
+    }
+}
+
+async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, ReplicaError> {
+    let query = format!("SELECT @@{name}");
+    match conn.query_first::<Option<String>, _>(query).await {
+        Ok(value) => Ok(value.flatten()),
+        // Unknown system variable on this server version.
+        Err(mysql_async::Error::Server(e)) if e.code == 1193 => Ok(None),
+        Err(e) => Err(classify(&format!("cannot read @@{name}"), e)),
+    }
+}
+
+/// Reads the source's version and binlog settings, refusing settings under
+/// which row changes cannot be captured.
+pub async fn probe(conn: &mut Conn) -> Result<ServerInfo, ReplicaError> {
+    let version = variable(conn, "version").await?.unwrap_or_default();
+    let flavor = ServerFlavor::from_server_version(&version);
+    let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();
+    if !matches!(log_bin.as_str(), "1" | "ON") {
+        return Err(ReplicaError::Fatal(
+            "the source's binlog is off (log_bin=OFF): start it with log-bin=mysql-bin".into(),
+        ));
+    }
+    let format = variable(conn, "global.binlog_format")
+        .await?
+        .unwrap_or_default();
+    if !format.eq_ignore_ascii_case("ROW") {
+        return Err(ReplicaError::Fatal(format!(
+            "the source logs binlog_format={format}; row changes need binlog_format=ROW \
+             (SET GLOBAL binlog_format=ROW and in the server configuration)"
+        )));
+    }
+    let row_image = variable(conn, "global.binlog_row_image")
+        .await?
+        .unwrap_or_else(|| "FULL".into());
+    if !row_image.eq_ignore_ascii_case("FULL") {
+        tracing::warn!(
+            binlog_row_image = %row_image,
+            "the source does not log full row images: before/after images will miss columns \
+             (set binlog_row_image=FULL)"
+        );
+    }
+    let metadata = variable(conn, "global.binlog_row_metadata")
+        .await?
+        .unwrap_or_default();
+    let checksum = variable(conn, "global.binlog_checksum")
+        .await?
+        .unwrap_or_default();
+    let server_id = variable(conn, "server_id")
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(ServerInfo {
+        version,
+        flavor,
+        server_id,
+        checksum: checksum.eq_ignore_ascii_case("CRC32"),
+        full_row_metadata: metadata.eq_ignore_ascii_case("FULL"),
+        row_image,
+    })
+}
+
+/// The end of the source's binlog: file, position and executed GTIDs.
+#[derive(Debug, Clone)]
+pub struct BinlogEnd {
+    pub journal: String,
+    pub position: u64,
+    pub gtid: Option<GtidState>,
+}
+
+/// `SHOW MASTER STATUS` (or `SHOW BINARY LOG STATUS` on MySQL 8.4+), plus the
+/// executed GTID state.
+pub async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<BinlogEnd, ReplicaError> {
+    let row: Option<Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(|e| classify("cannot read the binlog position", e))?,
+        Err(e) => {
+            return Err(classify(
+                "cannot read the binlog position (SHOW MASTER STATUS)",
+                e,
+            ));
+        }
+    };
+    let row = row.ok_or_else(|| {
+        ReplicaError::Fatal("the source has no binlog (SHOW MASTER STATUS is empty)".into())
+    })?;
+    let journal: String = row.get(0).unwrap_or_default();
+    let position: u64 = row.get(1).unwrap_or(4);
+    let gtid = if info.is_mariadb() {
+        variable(conn, "global.gtid_binlog_pos")
+            .await?
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| s.parse::<MariadbGtidPos>().ok())
+            .map(GtidState::Mariadb)
+    } else {
+        variable(conn, "global.gtid_executed")
+            .await?
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| s.parse::<MysqlGtidSet>().ok())
+            .map(GtidState::Mysql)
+    };
+    Ok(BinlogEnd {
+        journal,
+        position,
+        gtid,
+    })
+}
+
+/// The binlog files the source still has, oldest first.
+pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, ReplicaError> {
+    let rows: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| classify("cannot list binlog files (SHOW BINARY LOGS)", e))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .collect())
+}
+
+/// The MariaDB GTID position of a file position (`BINLOG_GTID_POS`), which
+/// lets a file-position start resume by GTID later.
+pub async fn mariadb_gtid_at(
+    conn: &mut Conn,
+    journal: &str,
+    position: u64,
+) -> Result<Option<MariadbGtidPos>, ReplicaError> {
+    let value: Option<Option<String>> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (journal, position))
+        .await
+        .map_err(|e| classify("cannot map the start position to a GTID position", e))?;
+    Ok(value.flatten().and_then(|s| s.parse().ok()))
+}
+
+/// Where a dump starts.
+#[derive(Debug, Clone)]
+pub enum DumpStart {
+    File { journal: String, position: u64 },
+    Gtid(GtidState),
+}
+
+/// Turns `conn` into a binlog stream from `start`, announcing the replica's
+/// capabilities in the source's dialect.
+pub async fn open_stream(
+    mut conn: Conn,
+    info: &ServerInfo,
+    config: &ReplicaConfig,
+    start: &DumpStart,
+) -> Result<BinlogStream, ReplicaError> {
+    let setup = |e| classify("cannot prepare the binlog dump", e);
+    // Ask for checksums as the source writes them; mysql_async then sets
+    // @master_binlog_checksum itself, so events keep their CRC32 to verify.
+    conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum")
+        .await
+        .map_err(setup)?;
+    let heartbeat_ns = config.heartbeat.as_nanos().min(u128::from(u64::MAX)) as u64;
+    conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
+        .await
+        .map_err(setup)?;
+    if info.is_mariadb() {
+        // 4 = MARIA_SLAVE_CAPABILITY_GTID: GTID events instead of BEGIN
+        // queries, GTID_LIST, and GTID positioning.
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(setup)?;
+        if let DumpStart::Gtid(state) = start {
+            conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
+                .await
+                .map_err(setup)?;
+            conn.query_drop("SET @slave_gtid_strict_mode = 0")
+                .await
+                .map_err(setup)?;
+        }
+    }
+    let mut request = BinlogStreamRequest::new(config.server_id);
+    let sids;
+    match start {
+        DumpStart::File { journal, position } => {
+            request = request
+                .with_filename(journal.as_bytes())
+                .with_pos(*position);
+        }
+        DumpStart::Gtid(GtidState::Mariadb(_)) => {
+            // The connect state set above positions the dump.
+            request = request.with_pos(4);
+        }
+        DumpStart::Gtid(GtidState::Mysql(set)) => {
+            sids = mysql_sids(set);
+            request = request.with_gtid().with_gtid_set(sids.iter().cloned());
+        }
+    }
+    conn.get_binlog_stream(request)
+        .await
+        .map_err(|e| classify("cannot start the binlog dump", e))
+}
+
+fn mysql_sids(set: &MysqlGtidSet) -> Vec<mysql_async::Sid<'static>> {
+    use mysql_common::packets::{GnoInterval, Sid, Tag};
+    set.iter()
+        .map(|(sid, intervals)| {
+            let mut out = Sid::new(sid.uuid);
+            if !sid.tag.is_empty()
+                && let Ok(tag) = Tag::new(sid.tag.clone())
+            {
+                out = out.with_tag(tag);
+            }
+            // The wire format uses half-open intervals.
+            out.with_intervals(
+                intervals
+                    .iter()
+                    .map(|&(s, e)| GnoInterval::new(s, e + 1))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            split_address("127.0.0.1:3306").unwrap(),
+            ("127.0.0.1".into(), 3306)
+        );
+        assert_eq!(
+            split_address("db.svc:3307").unwrap(),
+            ("db.svc".into(), 3307)
+        );
+        assert_eq!(split_address("[::1]:3306").unwrap(), ("::1".into(), 3306));
+        for bad in ["db", "db:", ":3306", "db:99999", "db:x"] {
+            let err = split_address(bad).unwrap_err();
+            assert!(
+                err.is_fatal() && err.to_string().contains("host:port"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
