@@ -137,6 +137,14 @@ pub fn decode_value(
                 });
             }
             column.charset.decode_into(need(cursor.take(length))?, out);
+            // BINARY(n) is stored padded with 0x00 but logged without the
+            // padding; restore it so values such as binary UUIDs ending in
+            // zero bytes keep their length (canal drops them).
+            if let WireType::FixedString { max_bytes } = column.wire
+                && column.charset.is_binary()
+            {
+                out.extend(std::iter::repeat_n('\0', usize::from(max_bytes) - length));
+            }
         }
         WireType::Enum { pack_len } => {
             if pack_len > 2 {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::{path::PathBuf, sync::Arc};
 
 use canal::{
