@@ -32,6 +32,7 @@ use super::{
     mariadb::{self, MariadbGtidEvent},
     position::LogPosition,
     rows::{self, RowsKind},
+    schema::{SchemaAnswer, SchemaLookup, fits},
     table::{ServerFlavor, TableMeta, mysql_type_text},
     value::ValueOptions,
 };
@@ -89,29 +90,6 @@ impl Default for DecoderOptions {
     }
 }
 
-/// Column details from outside the binlog, for binlogs without full
-/// table-map metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchemaColumn {
-    pub name: String,
-    pub is_key: bool,
-    pub unsigned: bool,
-    /// Charset name as information_schema spells it; empty for non-text.
-    pub charset: String,
-    /// COLUMN_TYPE, e.g. `int(10) unsigned`.
-    pub mysql_type: String,
-}
-
-/// Knows table schemas as of the decoder's position (information_schema
-/// plus tracked DDL for live sources; CREATE TABLE statements seen in the
-/// stream for files).
-pub trait SchemaLookup: Send + Sync {
-    /// Columns of `schema.table` at the current position, when known.
-    fn columns(&mut self, schema: &str, table: &str) -> Option<Arc<[SchemaColumn]>>;
-    /// A DDL statement passed at the current position.
-    fn apply_ddl(&mut self, default_schema: &str, sql: &str, target: &DdlTarget);
-}
-
 /// Why decoding stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -154,12 +132,22 @@ pub enum DecodeError {
     },
     #[error(
         "{journal}:{offset}: the binlog carries no column names for {table} and its schema at this \
-         position is not known; set binlog_row_metadata=FULL on the source (MySQL 8.0.1+, \
+         position is not known{reason}; set binlog_row_metadata=FULL on the source (MySQL 8.0.1+, \
          MariaDB 10.5+) so the binlog describes every table itself"
     )]
     NoColumnNames {
         journal: String,
         offset: u64,
+        table: String,
+        reason: String,
+    },
+    /// The schema lookup must reload a table before this event can be
+    /// decoded; decode the same event again afterwards.
+    #[error("{journal}:{offset}: the definition of {schema}.{table} must be reloaded")]
+    SchemaReload {
+        journal: String,
+        offset: u64,
+        schema: String,
         table: String,
     },
     #[error(
@@ -235,9 +223,13 @@ impl Decoder {
     }
 
     /// Uses `schema` for tables whose binlog carries no column names.
-    pub fn with_schema_lookup(mut self, schema: Box<dyn SchemaLookup>) -> Self {
-        self.schema = Some(schema);
-        self
+    pub fn set_schema_lookup(&mut self, schema: Option<Box<dyn SchemaLookup>>) {
+        self.schema = schema;
+    }
+
+    /// The schema lookup in use, to reload a table it asked for.
+    pub fn schema_lookup_mut(&mut self) -> Option<&mut (dyn SchemaLookup + 'static)> {
+        self.schema.as_deref_mut()
     }
 
     /// Starts from a known executed GTID state (when resuming by GTID).
@@ -614,56 +606,78 @@ impl Decoder {
     /// Completes a table map without column names from the schema lookup, or
     /// by position when allowed.
     fn fill_names(&mut self, event: &SourceEvent, meta: &mut TableMeta) -> Result<(), DecodeError> {
-        let known = self
-            .schema
-            .as_mut()
-            .and_then(|s| s.columns(&meta.schema, &meta.table));
-        match known {
-            Some(columns) => {
-                if columns.len() != meta.columns.len() {
-                    return Err(DecodeError::SchemaMismatch {
-                        journal: event.journal.to_string(),
-                        offset: event.start,
-                        table: meta.full_name(),
-                        binlog: meta.columns.len(),
-                        known: columns.len(),
-                        source_of_schema: "information_schema and tracked DDL",
-                    });
-                }
-                for (column, known) in meta.columns.iter_mut().zip(columns.iter()) {
-                    column.name = known.name.clone();
-                    column.is_key = known.is_key;
-                    column.unsigned = known.unsigned;
-                    if !known.charset.is_empty() {
-                        column.charset = charset_by_name(&known.charset);
-                        column.charset_name = static_charset_name(&known.charset);
-                        column.is_text = matches!(column.wire, super::table::WireType::Blob { .. })
-                            && !column.charset.is_binary();
-                    }
-                    column.mysql_type = if known.mysql_type.is_empty() {
-                        mysql_type_text(column, self.flavor, None)
-                    } else {
-                        known.mysql_type.clone()
-                    };
-                    if !column.is_text && known.mysql_type.to_ascii_lowercase().ends_with("text") {
-                        column.is_text = true;
-                    }
-                }
-                meta.has_names = true;
-                Ok(())
+        let at = LogPosition::new(event.journal.to_string(), event.start);
+        let answer = match self.schema.as_mut() {
+            Some(lookup) => lookup.columns(&meta.schema, &meta.table, &at),
+            None => SchemaAnswer::Unknown(String::new()),
+        };
+        let columns = match answer {
+            SchemaAnswer::Known(columns) => columns,
+            SchemaAnswer::Reload => {
+                return Err(DecodeError::SchemaReload {
+                    journal: event.journal.to_string(),
+                    offset: event.start,
+                    schema: meta.schema.clone(),
+                    table: meta.table.clone(),
+                });
             }
-            None if self.options.unnamed_columns == UnnamedColumns::Positional => {
+            SchemaAnswer::Unknown(_)
+                if self.options.unnamed_columns == UnnamedColumns::Positional =>
+            {
                 for (index, column) in meta.columns.iter_mut().enumerate() {
                     column.name = format!("@{}", index + 1);
                 }
-                Ok(())
+                return Ok(());
             }
-            None => Err(DecodeError::NoColumnNames {
-                journal: event.journal.to_string(),
-                offset: event.start,
-                table: meta.full_name(),
-            }),
+            SchemaAnswer::Unknown(reason) => {
+                return Err(DecodeError::NoColumnNames {
+                    journal: event.journal.to_string(),
+                    offset: event.start,
+                    table: meta.full_name(),
+                    reason: if reason.is_empty() {
+                        reason
+                    } else {
+                        format!(" ({reason})")
+                    },
+                });
+            }
+        };
+        let mismatch = |known: usize| DecodeError::SchemaMismatch {
+            journal: event.journal.to_string(),
+            offset: event.start,
+            table: meta.full_name(),
+            binlog: meta.columns.len(),
+            known,
+            source_of_schema: "information_schema and tracked DDL",
+        };
+        if columns.len() != meta.columns.len()
+            || meta
+                .columns
+                .iter()
+                .zip(columns.iter())
+                .any(|(c, k)| !fits(c, k))
+        {
+            return Err(mismatch(columns.len()));
         }
+        for (column, known) in meta.columns.iter_mut().zip(columns.iter()) {
+            column.name = known.name.clone();
+            column.is_key = known.is_key;
+            column.unsigned = known.unsigned;
+            if !known.charset.is_empty() {
+                column.charset = charset_by_name(&known.charset);
+                column.charset_name = static_charset_name(&known.charset);
+            }
+            column.is_text = matches!(column.wire, super::table::WireType::Blob { .. })
+                && !column.charset.is_binary()
+                && !known.charset.is_empty();
+            column.mysql_type = if known.mysql_type.is_empty() {
+                mysql_type_text(column, self.flavor, None)
+            } else {
+                known.mysql_type.clone()
+            };
+        }
+        meta.has_names = true;
+        Ok(())
     }
 
     fn decode_rows(
@@ -862,7 +876,10 @@ impl Decoder {
             Statement::Ignored => {}
             Statement::Ddl(target) => {
                 if let Some(schema) = self.schema.as_mut() {
-                    schema.apply_ddl(&default_schema, &sql, &target);
+                    schema.apply_ddl(
+                        &target,
+                        &LogPosition::new(event.journal.to_string(), event.start),
+                    );
                 }
                 // Table ids may be reused for the changed table.
                 self.tables.clear();

@@ -21,6 +21,7 @@ pub mod mariadb;
 pub mod position;
 pub mod replica;
 pub mod rows;
+pub mod schema;
 pub mod source;
 pub mod table;
 pub mod temporal;

@@ -282,10 +282,31 @@ pub enum DumpStart {
 /// Turns `conn` into a binlog stream from `start`, announcing the replica's
 /// capabilities in the source's dialect.
 pub async fn open_stream(
+    conn: Conn,
+    info: &ServerInfo,
+    config: &ReplicaConfig,
+    start: &DumpStart,
+) -> Result<BinlogStream, ReplicaError> {
+    open_dump(conn, info, config, start, false).await
+}
+
+/// Like [`open_stream`], but the stream ends at the current end of the
+/// binlog instead of waiting for more (for scanning).
+pub async fn open_stream_non_blocking(
+    conn: Conn,
+    info: &ServerInfo,
+    config: &ReplicaConfig,
+    start: &DumpStart,
+) -> Result<BinlogStream, ReplicaError> {
+    open_dump(conn, info, config, start, true).await
+}
+
+async fn open_dump(
     mut conn: Conn,
     info: &ServerInfo,
     config: &ReplicaConfig,
     start: &DumpStart,
+    non_blocking: bool,
 ) -> Result<BinlogStream, ReplicaError> {
     let setup = |e| classify("cannot prepare the binlog dump", e);
     // Ask for checksums as the source writes them; mysql_async then sets
@@ -313,6 +334,9 @@ pub async fn open_stream(
         }
     }
     let mut request = BinlogStreamRequest::new(config.server_id);
+    if non_blocking {
+        request = request.with_non_blocking();
+    }
     let sids;
     match start {
         DumpStart::File { journal, position } => {

@@ -30,8 +30,9 @@ use super::{
     event::{SourceEvent, verify_checksum},
     file::unpack_transaction_payload,
     gtid::GtidState,
-    position::StartPosition,
+    position::{LogPosition, StartPosition},
     replica::{self, DumpStart, ReplicaConfig, ReplicaError, ServerInfo},
+    schema::{self, SharedLookup},
 };
 
 /// Settings of a live source.
@@ -96,6 +97,7 @@ pub struct BinlogSource {
     /// Changes before this time (ms) are skipped (start by timestamp).
     skip_before_ms: Option<i64>,
     gtid_complete: bool,
+    schema: Option<SharedLookup>,
 }
 
 impl BinlogSource {
@@ -108,6 +110,7 @@ impl BinlogSource {
             last_emitted: None,
             skip_before_ms: None,
             gtid_complete: false,
+            schema: None,
         }
     }
 
@@ -184,6 +187,18 @@ impl BinlogSource {
             self.decoder.set_gtid_state(Some(state.clone()));
         }
         self.decoder.reset_stream();
+        if !info.full_row_metadata && self.schema.is_none() {
+            // Without table-map metadata, names come from information_schema,
+            // checked against the DDL in the binlog (see schema.rs).
+            let tables = self.decoder.filter().tables.clone();
+            let lookup = schema::initial_lookup(&self.config.replica, &info, &tables, &start)
+                .await
+                .map_err(SourceError::Replica)?;
+            let shared = SharedLookup(Arc::new(std::sync::Mutex::new(lookup)));
+            self.decoder
+                .set_schema_lookup(Some(Box::new(shared.clone())));
+            self.schema = Some(shared);
+        }
         let mut stream = replica::open_stream(conn, &info, &self.config.replica, &start)
             .await
             .map_err(SourceError::Replica)?;
@@ -223,7 +238,7 @@ impl BinlogSource {
                 if timestamp > 0 {
                     self.stats.last_event_ms.store(timestamp, Ordering::Relaxed);
                 }
-                self.decoder.decode(&event, &mut changes)?;
+                self.decode_with_reloads(&event, &mut changes).await?;
                 for change in changes.drain(..) {
                     if !self.should_emit(&change) {
                         continue;
@@ -247,6 +262,40 @@ impl BinlogSource {
                             .flatten(),
                     });
                 }
+            }
+        }
+    }
+
+    /// Decodes an event, first reloading table definitions the schema
+    /// lookup asks for (sources without binlog_row_metadata=FULL).
+    async fn decode_with_reloads(
+        &mut self,
+        event: &SourceEvent,
+        changes: &mut Vec<ChangeEvent>,
+    ) -> Result<(), SourceError> {
+        loop {
+            match self.decoder.decode(event, changes) {
+                Err(DecodeError::SchemaReload {
+                    journal,
+                    offset,
+                    schema,
+                    table,
+                }) => {
+                    let Some(shared) = &self.schema else {
+                        return Err(SourceError::Decode(DecodeError::SchemaReload {
+                            journal,
+                            offset,
+                            schema,
+                            table,
+                        }));
+                    };
+                    let at = LogPosition::new(journal, offset);
+                    let reloaded = schema::reload_table(&self.config.replica, &schema, &table, &at)
+                        .await
+                        .map_err(SourceError::Replica)?;
+                    shared.apply_reload(reloaded);
+                }
+                other => return other.map_err(SourceError::from),
             }
         }
     }

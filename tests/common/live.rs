@@ -48,6 +48,18 @@ impl LiveEnv {
         }
     }
 
+    /// A root connection, or the error (while the server restarts).
+    pub async fn try_root(&self) -> Result<Conn, mysql_async::Error> {
+        let (host, port) = self.address.rsplit_once(':').expect("host:port");
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(host)
+            .tcp_port(port.parse().expect("port"))
+            .user(Some("root"))
+            .pass(Some(self.root_password.clone()))
+            .prefer_socket(false);
+        Conn::new(opts).await
+    }
+
     /// A root connection for making changes.
     pub async fn root(&self) -> Conn {
         let (host, port) = self.address.rsplit_once(':').expect("host:port");
