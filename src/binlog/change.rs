@@ -32,6 +32,8 @@ pub struct ChangeEvent {
     /// The event's end offset: the start of the next event.
     pub end: u64,
     pub kind: ChangeKind,
+    /// Row images in the entry (an UPDATE row has two).
+    pub row_images: u32,
 }
 
 impl ChangeEvent {

@@ -29,7 +29,10 @@ impl Charset {
     /// Appends the text of `bytes` to `out`.
     pub fn decode_into(self, bytes: &[u8], out: &mut String) {
         match self {
-            Charset::Utf8 => out.push_str(&String::from_utf8_lossy(bytes)),
+            Charset::Utf8 => match simdutf8::basic::from_utf8(bytes) {
+                Ok(text) => out.push_str(text),
+                Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+            },
             Charset::Binary | Charset::Unsupported => push_latin1(bytes, out),
             Charset::Utf32 => {
                 for chunk in bytes.chunks(4) {
@@ -76,7 +79,14 @@ impl Charset {
 /// Appends bytes as ISO-8859-1 characters (each byte its own code point), the
 /// form canal uses for binary values.
 pub fn push_latin1(bytes: &[u8], out: &mut String) {
-    out.reserve(bytes.len());
+    if bytes.is_ascii()
+        && let Ok(text) = simdutf8::basic::from_utf8(bytes)
+    {
+        // ASCII is its own ISO-8859-1 and UTF-8 text.
+        out.push_str(text);
+        return;
+    }
+    out.reserve(bytes.len() * 2);
     out.extend(bytes.iter().map(|&b| char::from(b)));
 }
 

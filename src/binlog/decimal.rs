@@ -5,7 +5,7 @@
 //! with shorter leading/trailing groups for the remainder; the sign is the
 //! inverted top bit, and negative numbers have every byte inverted.
 
-use std::fmt::Write;
+use super::text::push_padded;
 
 const DIGITS_PER_GROUP: usize = 9;
 const BYTES_FOR_DIGITS: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
@@ -81,16 +81,16 @@ pub fn write_decimal(
     if leading > 0 {
         let value = read_group(BYTES_FOR_DIGITS[leading], leading)?;
         if value != 0 {
-            let _ = write!(out, "{value}");
+            push_padded(out, u64::from(value), 1);
             wrote_integral = true;
         }
     }
     for _ in 0..integral / DIGITS_PER_GROUP {
         let value = read_group(4, DIGITS_PER_GROUP)?;
         if wrote_integral {
-            let _ = write!(out, "{value:09}");
+            push_padded(out, u64::from(value), 9);
         } else if value != 0 {
-            let _ = write!(out, "{value}");
+            push_padded(out, u64::from(value), 1);
             wrote_integral = true;
         }
     }
@@ -101,12 +101,12 @@ pub fn write_decimal(
         out.push('.');
         for _ in 0..scale / DIGITS_PER_GROUP {
             let value = read_group(4, DIGITS_PER_GROUP)?;
-            let _ = write!(out, "{value:09}");
+            push_padded(out, u64::from(value), 9);
         }
         let trailing = scale % DIGITS_PER_GROUP;
         if trailing > 0 {
             let value = read_group(BYTES_FOR_DIGITS[trailing], trailing)?;
-            let _ = write!(out, "{value:0trailing$}");
+            push_padded(out, u64::from(value), trailing);
         }
     }
     // BigDecimal has no negative zero: "-0.00" reads as "0.00".

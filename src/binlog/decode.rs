@@ -16,7 +16,7 @@ use mysql_common::binlog::{
         RandEvent, RowsQueryEvent, TableMapEvent, UserVarEvent, XidEvent,
     },
 };
-use prost::Message;
+use prost::{Message, encoding::encode_varint};
 
 use crate::protocol::entry::{
     Entry, EntryType, EventType, Header, Pair, RowChange, TransactionBegin, TransactionEnd, Type,
@@ -31,7 +31,7 @@ use super::{
     gtid::{GtidState, MariadbGtidPos, MysqlGtidSet, MysqlSid},
     mariadb::{self, MariadbGtidEvent},
     position::LogPosition,
-    rows::{self, RowsKind},
+    rows::{self, ColumnParts, RowsKind, RowsScratch},
     schema::{SchemaAnswer, SchemaLookup, fits},
     table::{ServerFlavor, TableMeta, mysql_type_text},
     value::ValueOptions,
@@ -169,6 +169,7 @@ pub enum DecodeError {
 struct CachedTable {
     raw: Vec<u8>,
     meta: Arc<TableMeta>,
+    parts: Arc<[ColumnParts]>,
     included: bool,
 }
 
@@ -201,6 +202,7 @@ pub struct Decoder {
     in_group: bool,
     schema: Option<Box<dyn SchemaLookup>>,
     warned_statement_dml: bool,
+    scratch: RowsScratch,
 }
 
 impl Decoder {
@@ -219,6 +221,7 @@ impl Decoder {
             in_group: false,
             schema: None,
             warned_statement_dml: false,
+            scratch: RowsScratch::default(),
         }
     }
 
@@ -592,11 +595,13 @@ impl Decoder {
             self.tables.clear();
             self.cached_filter_generation = self.filter_generation;
         }
+        let parts: Arc<[ColumnParts]> = meta.columns.iter().map(ColumnParts::new).collect();
         self.tables.insert(
             table_id,
             CachedTable {
                 raw: data.to_vec(),
                 meta: Arc::new(meta),
+                parts,
                 included,
             },
         );
@@ -711,44 +716,51 @@ impl Decoder {
             return Ok(());
         }
         let meta = cached.meta.clone();
+        let parts = cached.parts.clone();
+        let event_type = match kind {
+            RowsKind::Insert => EventType::Insert,
+            RowsKind::Update => EventType::Update,
+            RowsKind::Delete => EventType::Delete,
+        };
+        // RowChange written directly in field order: tableId, eventType,
+        // isDdl, then the rows (see rows::encode_rows).
+        let mut store_value = Vec::with_capacity(event.event.data().len() * 4 + 16);
+        encode_varint(1 << 3, &mut store_value);
+        encode_varint(body.table_id, &mut store_value);
+        encode_varint(2 << 3, &mut store_value);
+        encode_varint(event_type as u64, &mut store_value);
+        encode_varint(10 << 3, &mut store_value);
+        encode_varint(0, &mut store_value);
         let rule = self.filter.columns.for_table(&meta.schema, &meta.table);
         let keep = |column: &super::table::ColumnMeta| rule.is_none_or(|r| r.keeps(&column.name));
-        let decoded = rows::decode_rows(&meta, &body, &self.options.values, Some(&keep));
-        let row_datas = match decoded {
-            Ok(rows) => rows,
+        let written = rows::encode_rows(
+            &meta,
+            &parts,
+            &body,
+            &self.options.values,
+            rule.is_some().then_some(&keep as &dyn Fn(&super::table::ColumnMeta) -> bool),
+            &mut self.scratch,
+            &mut store_value,
+        );
+        let written = match written {
+            Ok(written) => written,
             Err(error @ rows::RowsError::ColumnCount { .. }) if self.options.filter_table_error => {
                 tracing::warn!(%error, "skipping rows (canal.instance.filter.table.error=true)");
                 return Ok(());
             }
             Err(error) => return Err(rows_error(error)),
         };
-        let event_type = match kind {
-            RowsKind::Insert => EventType::Insert,
-            RowsKind::Update => EventType::Update,
-            RowsKind::Delete => EventType::Delete,
-        };
         let mut header = self.header(event, &meta.schema, &meta.table, Some(event_type));
-        if !row_datas.is_empty() {
+        if written.rows > 0 {
             header.props.push(Pair {
                 key: "rowsCount".into(),
-                value: row_datas.len().to_string(),
+                value: written.rows.to_string(),
             });
         }
-        let change = RowChange {
-            table_id: body.table_id as i64,
-            event_type: Some(event_type as i32),
-            is_ddl: Some(false),
-            row_datas,
-            ..Default::default()
-        };
-        self.push(
-            event,
-            out,
-            EntryType::Rowdata,
-            header,
-            change.encode_to_vec(),
-            ChangeKind::Rows,
-        );
+        self.push(event, out, EntryType::Rowdata, header, store_value, ChangeKind::Rows);
+        if let Some(last) = out.last_mut() {
+            last.row_images = u32::try_from(written.images).unwrap_or(u32::MAX);
+        }
         Ok(())
     }
 
@@ -1075,6 +1087,7 @@ impl Decoder {
             position,
             end: event.end,
             kind,
+            row_images: 0,
         });
     }
 }

@@ -25,4 +25,5 @@ pub mod schema;
 pub mod source;
 pub mod table;
 pub mod temporal;
+pub mod text;
 pub mod value;

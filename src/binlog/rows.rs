@@ -1,7 +1,7 @@
 //! WRITE/UPDATE/DELETE_ROWS events (v1, v2 and MySQL's PARTIAL_UPDATE_ROWS)
 //! turned into canal `RowData`: before and after images of every row.
 
-use crate::protocol::entry::{Column, RowData};
+use prost::encoding::encoded_len_varint;
 
 use super::{
     cursor::Cursor,
@@ -118,14 +118,147 @@ pub fn parse_rows_body(
 /// Per-column choice made by the column filters: keep or leave out.
 pub type ColumnSelection<'a> = Option<&'a dyn Fn(&ColumnMeta) -> bool>;
 
-/// Decodes every row of `body` against `table`.
-pub fn decode_rows(
+/// The protobuf fields of a column that are the same in every row,
+/// encoded once per table map: `name` (3) with `isKey` (4), and
+/// `mysqlType` (10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnParts {
+    name_key: Vec<u8>,
+    mysql_type: Vec<u8>,
+}
+
+impl ColumnParts {
+    pub fn new(meta: &ColumnMeta) -> Self {
+        let mut name_key = Vec::with_capacity(meta.name.len() + 4);
+        put_string(&mut name_key, 3, &meta.name);
+        put_varint_field(&mut name_key, 4, u64::from(meta.is_key));
+        let mut mysql_type = Vec::with_capacity(meta.mysql_type.len() + 2);
+        put_string(&mut mysql_type, 10, &meta.mysql_type);
+        ColumnParts { name_key, mysql_type }
+    }
+}
+
+const LENGTH_DELIMITED: u64 = 2;
+
+/// Appends a varint; single-byte values (most tags, flags, small lengths)
+/// take the short path.
+#[inline(always)]
+fn encode_varint(mut value: u64, buf: &mut Vec<u8>) {
+    if value < 0x80 {
+        buf.push(value as u8);
+        return;
+    }
+    let mut bytes = [0u8; 10];
+    let mut len = 0;
+    while value >= 0x80 {
+        bytes[len] = (value as u8) | 0x80;
+        value >>= 7;
+        len += 1;
+    }
+    bytes[len] = value as u8;
+    buf.extend_from_slice(&bytes[..=len]);
+}
+
+#[inline(always)]
+fn put_key(buf: &mut Vec<u8>, field: u32, wire_type: u64) {
+    encode_varint((u64::from(field) << 3) | wire_type, buf);
+}
+
+#[inline(always)]
+fn put_varint_field(buf: &mut Vec<u8>, field: u32, value: u64) {
+    put_key(buf, field, 0);
+    encode_varint(value, buf);
+}
+
+fn put_string(buf: &mut Vec<u8>, field: u32, value: &str) {
+    put_key(buf, field, LENGTH_DELIMITED);
+    encode_varint(value.len() as u64, buf);
+    buf.extend_from_slice(value.as_bytes());
+}
+
+fn key_len(field: u32) -> usize {
+    encoded_len_varint(u64::from(field) << 3)
+}
+
+/// Writes one canal `Column` as field `field` of a RowData, with the fields
+/// canal always sets (index, sqlType, name, isKey, updated, isNull,
+/// mysqlType) and `value` unless NULL.
+fn put_column(
+    buf: &mut Vec<u8>,
+    field: u32,
+    parts: &ColumnParts,
+    index: u32,
+    sql_type: i32,
+    updated: bool,
+    value: Option<&str>,
+) {
+    // Negative int32 values are sign-extended to 64 bits on the wire.
+    let sql_type = i64::from(sql_type) as u64;
+    let body_len = 1
+        + encoded_len_varint(u64::from(index))
+        + 1
+        + encoded_len_varint(sql_type)
+        + parts.name_key.len()
+        + 2
+        + 2
+        + value.map_or(0, |v| 1 + encoded_len_varint(v.len() as u64) + v.len())
+        + parts.mysql_type.len();
+    buf.reserve(key_len(field) + encoded_len_varint(body_len as u64) + body_len);
+    put_key(buf, field, LENGTH_DELIMITED);
+    encode_varint(body_len as u64, buf);
+    // Keys of fields 1..=15 are single bytes: (field << 3) | wire type.
+    buf.push(1 << 3);
+    encode_varint(u64::from(index), buf);
+    buf.push(2 << 3);
+    encode_varint(sql_type, buf);
+    buf.extend_from_slice(&parts.name_key);
+    buf.extend_from_slice(&[5 << 3, u8::from(updated), 6 << 3, u8::from(value.is_none())]);
+    if let Some(value) = value {
+        buf.push((8 << 3) | LENGTH_DELIMITED as u8);
+        encode_varint(value.len() as u64, buf);
+        buf.extend_from_slice(value.as_bytes());
+    }
+    buf.extend_from_slice(&parts.mysql_type);
+}
+
+/// Buffers reused from one rows event to the next.
+#[derive(Debug, Default)]
+pub struct RowsScratch {
+    text: String,
+    row: Vec<u8>,
+    before_text: String,
+    /// Before-image values by column index (`None`: not in the image).
+    before: Vec<Option<BeforeValue>>,
+    json: Vec<(usize, Json)>,
+}
+
+/// A before-image value kept to compute `updated` in the after image.
+#[derive(Debug, Clone, Copy)]
+struct BeforeValue {
+    null: bool,
+    start: usize,
+    end: usize,
+}
+
+/// What [`encode_rows`] wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RowsWritten {
+    pub rows: usize,
+    pub images: usize,
+}
+
+/// Decodes every row of `body` against `table` and appends them to `out` as
+/// the `rowDatas` (field 12) of a canal RowChange.
+pub fn encode_rows(
     table: &TableMeta,
+    parts: &[ColumnParts],
     body: &RowsEventBody<'_>,
     options: &ValueOptions,
     keep: ColumnSelection<'_>,
-) -> Result<Vec<RowData>, RowsError> {
-    if body.num_columns != table.columns.len() {
+    scratch: &mut RowsScratch,
+    out: &mut Vec<u8>,
+) -> Result<RowsWritten, RowsError> {
+    if body.num_columns != table.columns.len() || parts.len() != table.columns.len() {
         return Err(RowsError::ColumnCount {
             table: table.full_name(),
             event: body.num_columns,
@@ -133,89 +266,171 @@ pub fn decode_rows(
         });
     }
     let mut cursor = Cursor::new(body.rows);
-    let mut rows = Vec::new();
-    let mut text = String::new();
+    let mut written = RowsWritten::default();
+    let mut image = ImageWriter { table, parts, options, keep, keep_json: body.partial, scratch };
     while !cursor.is_empty() {
-        let row = rows.len();
+        let row = written.rows;
         let row_start = cursor.offset();
-        let mut data = RowData::default();
+        image.scratch.row.clear();
         match body.kind {
-            RowsKind::Insert => {
-                data.after_columns = decode_image(
-                    table,
-                    body.present,
-                    &mut cursor,
-                    options,
-                    ImageRole::Insert,
-                    keep,
-                    row,
-                    &mut text,
-                )?
-                .columns;
-            }
-            RowsKind::Delete => {
-                data.before_columns = decode_image(
-                    table,
-                    body.present,
-                    &mut cursor,
-                    options,
-                    ImageRole::Before { keep_json: false },
-                    keep,
-                    row,
-                    &mut text,
-                )?
-                .columns;
-            }
+            RowsKind::Insert => image.write(body.present, &mut cursor, Role::Insert, row)?,
+            RowsKind::Delete => image.write(body.present, &mut cursor, Role::Before { record: false }, row)?,
             RowsKind::Update => {
-                let before = decode_image(
-                    table,
-                    body.present,
-                    &mut cursor,
-                    options,
-                    ImageRole::Before {
-                        keep_json: body.partial,
-                    },
-                    keep,
-                    row,
-                    &mut text,
-                )?;
-                let after_bitmap = body.present_after.unwrap_or(body.present);
-                let after = decode_image(
-                    table,
-                    after_bitmap,
-                    &mut cursor,
-                    options,
-                    ImageRole::After {
-                        before: &before,
-                        partial: body.partial,
-                    },
-                    keep,
-                    row,
-                    &mut text,
-                )?;
-                data.before_columns = before.columns;
-                data.after_columns = after.columns;
+                image.write(body.present, &mut cursor, Role::Before { record: true }, row)?;
+                let after = body.present_after.unwrap_or(body.present);
+                image.write(after, &mut cursor, Role::After { partial: body.partial }, row)?;
+                written.images += 1;
             }
         }
         if cursor.offset() == row_start {
             // Only a corrupt event has rows without columns; stop rather than loop.
             return Err(RowsError::Malformed("a row image names no columns"));
         }
-        rows.push(data);
+        written.rows += 1;
+        written.images += 1;
+        put_key(out, 12, LENGTH_DELIMITED);
+        encode_varint(image.scratch.row.len() as u64, out);
+        out.extend_from_slice(&image.scratch.row);
     }
-    Ok(rows)
+    Ok(written)
 }
 
-enum ImageRole<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
     Insert,
-    Before { keep_json: bool },
-    After { before: &'a Image, partial: bool },
+    /// A before image; `record` keeps its values for the after image.
+    Before { record: bool },
+    After { partial: bool },
 }
 
-struct Image {
-    columns: Vec<Column>,
-    /// Parsed JSON documents by column index (for partial updates).
-    json: Vec<(usize, Json)>,
+struct ImageWriter<'a> {
+    table: &'a TableMeta,
+    parts: &'a [ColumnParts],
+    options: &'a ValueOptions,
+    keep: ColumnSelection<'a>,
+    /// Keep parsed before-image JSON for the partial updates of this event.
+    keep_json: bool,
+    scratch: &'a mut RowsScratch,
+}
+
+impl ImageWriter<'_> {
+    /// Decodes one row image at the cursor into `scratch.row` as RowData
+    /// field 1 (before) or 2 (after) columns.
+    fn write(&mut self, present: &[u8], cursor: &mut Cursor<'_>, role: Role, row: usize) -> Result<(), RowsError> {
+        let table = self.table;
+        let malformed = |what: &'static str| RowsError::Value {
+            table: table.full_name(),
+            row,
+            column: 0,
+            name: String::new(),
+            mysql_type: String::new(),
+            reason: what.to_owned(),
+        };
+        let field = if matches!(role, Role::Before { .. }) { 1 } else { 2 };
+        if let Role::Before { record } = role {
+            self.scratch.before.clear();
+            self.scratch.before.resize(table.columns.len(), None);
+            self.scratch.before_text.clear();
+            if record {
+                self.scratch.json.clear();
+            }
+        }
+        // PARTIAL_UPDATE_ROWS after images start with value options and, when
+        // JSON diffs are used, one bit per JSON column of the table.
+        let mut partial_bits: Option<&[u8]> = None;
+        if let Role::After { partial: true } = role {
+            let options = cursor
+                .lenenc_int()
+                .ok_or_else(|| malformed("row ends inside its value options"))?;
+            if options & 1 != 0 {
+                let len = table.json_columns.div_ceil(8);
+                partial_bits = Some(
+                    cursor
+                        .take(len)
+                        .ok_or_else(|| malformed("row ends inside its partial-JSON bitmap"))?,
+                );
+            }
+        }
+        let present_count = (0..table.columns.len()).filter(|&i| bit(present, i)).count();
+        let nulls = cursor
+            .take(present_count.div_ceil(8))
+            .ok_or_else(|| malformed("row ends inside its NULL bitmap"))?;
+
+        let mut image_index = 0;
+        let mut json_index = 0;
+        for (index, meta) in table.columns.iter().enumerate() {
+            let is_json = matches!(meta.wire, WireType::Json { .. });
+            let json_ordinal = json_index;
+            if is_json {
+                json_index += 1;
+            }
+            if !bit(present, index) {
+                continue;
+            }
+            let is_null = bit(nulls, image_index);
+            image_index += 1;
+            let text = &mut self.scratch.text;
+            text.clear();
+            let mut sql_type = if is_null { meta.null_sql_type() } else { meta.sql_type() };
+            if !is_null {
+                let value_error = |reason: String| RowsError::Value {
+                    table: table.full_name(),
+                    row,
+                    column: index,
+                    name: meta.name.clone(),
+                    mysql_type: meta.mysql_type.clone(),
+                    reason,
+                };
+                let diff = is_json && partial_bits.is_some_and(|bits| bit(bits, json_ordinal));
+                let decoded = if diff {
+                    let before_doc = self.scratch.json.iter().find(|(i, _)| *i == index).map(|(_, d)| d);
+                    let decoded = apply_json_diff(meta, cursor, before_doc, text)
+                        .map_err(|e| value_error(e.to_string()))?;
+                    if decoded.partial_text {
+                        warn_partial_json(table);
+                    }
+                    decoded
+                } else {
+                    let keep_json = self.keep_json && is_json && role == Role::Before { record: true };
+                    decode_value(meta, cursor, self.options, keep_json, text)
+                        .map_err(|e| value_error(e.to_string()))?
+                };
+                if decoded.above_signed_max {
+                    sql_type = meta.bumped_sql_type();
+                }
+                if let Some(document) = decoded.json {
+                    self.scratch.json.push((index, document));
+                }
+            }
+            if let Role::Before { record: true } = role {
+                let start = self.scratch.before_text.len();
+                self.scratch.before_text.push_str(&self.scratch.text);
+                self.scratch.before[index] = Some(BeforeValue {
+                    null: is_null,
+                    start,
+                    end: self.scratch.before_text.len(),
+                });
+            }
+            if self.keep.is_some_and(|keep| !keep(meta)) {
+                continue;
+            }
+            let text = self.scratch.text.as_str();
+            let updated = match role {
+                Role::Insert => true,
+                Role::Before { .. } => false,
+                Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
+                    Some(b) => {
+                        let same = b.null == is_null && (is_null || self.scratch.before_text[b.start..b.end] == *text);
+                        !same
+                    }
+                    None => true,
+                },
+            };
+            let value = (!is_null).then_some(text);
+            put_column(&mut self.scratch.row, field, &self.parts[index], index as u32, sql_type, updated, value);
+        }
+        Ok(())
+    }
 }
 
 /// Says once per process that JSON partial updates arrive as diffs.
@@ -228,138 +443,4 @@ fn warn_partial_json(table: &TableMeta) {
              text, not full documents; set binlog_row_image=FULL on the source for full documents"
         );
     });
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decode_image(
-    table: &TableMeta,
-    present: &[u8],
-    cursor: &mut Cursor<'_>,
-    options: &ValueOptions,
-    role: ImageRole<'_>,
-    keep: ColumnSelection<'_>,
-    row: usize,
-    text: &mut String,
-) -> Result<Image, RowsError> {
-    let malformed = |what: &'static str| RowsError::Value {
-        table: table.full_name(),
-        row,
-        column: 0,
-        name: String::new(),
-        mysql_type: String::new(),
-        reason: what.to_owned(),
-    };
-    // PARTIAL_UPDATE_ROWS after images start with value options and, when
-    // JSON diffs are used, one bit per JSON column of the table.
-    let mut partial_bits: Option<&[u8]> = None;
-    if let ImageRole::After { partial: true, .. } = role {
-        let options = cursor
-            .lenenc_int()
-            .ok_or_else(|| malformed("row ends inside its value options"))?;
-        if options & 1 != 0 {
-            let len = table.json_columns.div_ceil(8);
-            partial_bits = Some(
-                cursor
-                    .take(len)
-                    .ok_or_else(|| malformed("row ends inside its partial-JSON bitmap"))?,
-            );
-        }
-    }
-    let present_count = (0..table.columns.len())
-        .filter(|&i| bit(present, i))
-        .count();
-    let nulls = cursor
-        .take(present_count.div_ceil(8))
-        .ok_or_else(|| malformed("row ends inside its NULL bitmap"))?;
-
-    let mut image = Image {
-        columns: Vec::with_capacity(present_count),
-        json: Vec::new(),
-    };
-    let mut image_index = 0;
-    let mut json_index = 0;
-    for (index, meta) in table.columns.iter().enumerate() {
-        let is_json = matches!(meta.wire, WireType::Json { .. });
-        let json_ordinal = json_index;
-        if is_json {
-            json_index += 1;
-        }
-        if !bit(present, index) {
-            continue;
-        }
-        let is_null = bit(nulls, image_index);
-        image_index += 1;
-        text.clear();
-        let mut sql_type = if is_null {
-            meta.null_sql_type()
-        } else {
-            meta.sql_type()
-        };
-        if !is_null {
-            let value_error = |reason: String| RowsError::Value {
-                table: table.full_name(),
-                row,
-                column: index,
-                name: meta.name.clone(),
-                mysql_type: meta.mysql_type.clone(),
-                reason,
-            };
-            let diff = is_json && partial_bits.is_some_and(|bits| bit(bits, json_ordinal));
-            let decoded = if diff {
-                let before_doc = match &role {
-                    ImageRole::After { before, .. } => before
-                        .json
-                        .iter()
-                        .find(|(i, _)| *i == index)
-                        .map(|(_, d)| d),
-                    _ => None,
-                };
-                let decoded = apply_json_diff(meta, cursor, before_doc, text)
-                    .map_err(|e| value_error(e.to_string()))?;
-                if decoded.partial_text {
-                    warn_partial_json(table);
-                }
-                decoded
-            } else {
-                let keep_json = matches!(role, ImageRole::Before { keep_json: true });
-                decode_value(meta, cursor, options, keep_json, text)
-                    .map_err(|e| value_error(e.to_string()))?
-            };
-            if decoded.above_signed_max {
-                sql_type = meta.bumped_sql_type();
-            }
-            if let Some(document) = decoded.json {
-                image.json.push((index, document));
-            }
-        }
-        if keep.is_some_and(|keep| !keep(meta)) {
-            continue;
-        }
-        let updated = match &role {
-            ImageRole::Insert => true,
-            ImageRole::Before { .. } => false,
-            ImageRole::After { before, .. } => {
-                match before.columns.iter().find(|c| c.index == index as i32) {
-                    Some(previous) => {
-                        let was_null = previous.is_null.unwrap_or(false);
-                        !(was_null == is_null && (is_null || previous.value == *text))
-                    }
-                    None => true,
-                }
-            }
-        };
-        image.columns.push(Column {
-            index: index as i32,
-            sql_type,
-            name: meta.name.clone(),
-            is_key: meta.is_key,
-            updated,
-            is_null: Some(is_null),
-            props: Vec::new(),
-            value: if is_null { String::new() } else { text.clone() },
-            length: 0,
-            mysql_type: meta.mysql_type.clone(),
-        });
-    }
-    Ok(image)
 }

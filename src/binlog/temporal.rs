@@ -7,11 +7,9 @@
 //! seconds) and the 5.6 "2" ones (big-endian packed fields plus 0-3 bytes of
 //! fractional seconds, `fsp` in the table map metadata).
 
-use std::fmt::Write;
-
 use jiff::tz::TimeZone;
 
-use super::cursor::Cursor;
+use super::{cursor::Cursor, text::push_padded};
 
 /// Bytes of fractional seconds for a given precision.
 pub fn fraction_bytes(fsp: u8) -> usize {
@@ -19,11 +17,11 @@ pub fn fraction_bytes(fsp: u8) -> usize {
 }
 
 fn push2(out: &mut String, n: u64) {
-    let _ = write!(out, "{n:02}");
+    push_padded(out, n, 2);
 }
 
 fn push4(out: &mut String, n: u64) {
-    let _ = write!(out, "{n:04}");
+    push_padded(out, n, 4);
 }
 
 /// Appends `.` and the first `fsp` digits of a microsecond count.
@@ -31,9 +29,9 @@ fn push_fraction(out: &mut String, micros: u64, fsp: u8) {
     if fsp == 0 {
         return;
     }
-    let digits = format!("{:06}", micros % 1_000_000);
+    let fsp = u32::from(fsp.min(6));
     out.push('.');
-    out.push_str(&digits[..usize::from(fsp.min(6))]);
+    push_padded(out, (micros % 1_000_000) / 10u64.pow(6 - fsp), fsp as usize);
 }
 
 fn push_date(out: &mut String, year: u64, month: u64, day: u64) {
@@ -132,7 +130,7 @@ fn push_epoch_seconds(out: &mut String, seconds: u64, zone: &TimeZone) {
         }
         // A u32 of seconds always fits jiff's range; keep the raw number if not.
         None => {
-            let _ = write!(out, "{seconds}");
+            push_padded(out, seconds, 1);
         }
     }
 }

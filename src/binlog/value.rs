@@ -1,7 +1,5 @@
 //! One column value of a row image, decoded into canal's text form.
 
-use std::fmt::Write;
-
 use jiff::tz::TimeZone;
 
 use super::{
@@ -125,7 +123,7 @@ pub fn decode_value(
         }
         WireType::Bit { bits } => {
             let value = need(cursor.uint_be(usize::from(bits).div_ceil(8)))?;
-            let _ = write!(out, "{value}");
+            super::text::push_int(out, value);
         }
         WireType::VarString { max_bytes } | WireType::FixedString { max_bytes } => {
             let prefix = if max_bytes < 256 { 1 } else { 2 };
@@ -161,7 +159,7 @@ pub fn decode_value(
                     out.push_str(label.map(String::as_str).unwrap_or(""));
                 }
                 _ => {
-                    let _ = write!(out, "{index}");
+                    super::text::push_int(out, index);
                 }
             }
         }
@@ -181,7 +179,7 @@ pub fn decode_value(
                     out.push_str(&chosen.join(","));
                 }
                 _ => {
-                    let _ = write!(out, "{mask}");
+                    super::text::push_int(out, mask);
                 }
             }
         }
@@ -217,14 +215,14 @@ fn integer(raw: u64, bits: u32, unsigned: bool, decoded: &mut Decoded, out: &mut
     let sign_bit = 1u64 << (bits - 1);
     if unsigned {
         decoded.above_signed_max = raw & sign_bit != 0;
-        let _ = write!(out, "{raw}");
+        super::text::push_int(out, raw);
     } else {
         let value = if bits < 64 && raw & sign_bit != 0 {
             raw as i64 - (1i64 << bits)
         } else {
             raw as i64
         };
-        let _ = write!(out, "{value}");
+        super::text::push_int(out, value);
     }
 }
 
