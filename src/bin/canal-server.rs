@@ -176,7 +176,9 @@ fn decode(args: DecodeArgs) -> Result<(), String> {
         let reader = BinlogFileReader::open(path).map_err(|e| e.to_string())?;
         for event in reader {
             let event = event.map_err(|e| e.to_string())?;
-            decoder.decode(&event, &mut changes).map_err(|e| e.to_string())?;
+            decoder
+                .decode(&event, &mut changes)
+                .map_err(|e| e.to_string())?;
             for change in changes.drain(..) {
                 let json = entry_to_json(&change.entry).map_err(|e| e.to_string())?;
                 if let Err(e) = writeln!(out, "{json}") {
@@ -192,21 +194,29 @@ fn decode(args: DecodeArgs) -> Result<(), String> {
 fn decode_stats(files: &[PathBuf], decoder: &mut Decoder) -> Result<(), String> {
     use prost::Message;
     let started = std::time::Instant::now();
-    let (mut events, mut entries, mut row_images, mut entry_bytes, mut file_bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut events, mut entries, mut row_images, mut entry_bytes, mut file_bytes) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     let mut changes = Vec::new();
     let mut buffer = Vec::new();
     for path in files {
-        file_bytes += std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+        file_bytes += std::fs::metadata(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .len();
         let reader = BinlogFileReader::open(path).map_err(|e| e.to_string())?;
         for event in reader {
             let event = event.map_err(|e| e.to_string())?;
             events += 1;
-            decoder.decode(&event, &mut changes).map_err(|e| e.to_string())?;
+            decoder
+                .decode(&event, &mut changes)
+                .map_err(|e| e.to_string())?;
             for change in changes.drain(..) {
                 entries += 1;
                 row_images += u64::from(change.row_images);
                 buffer.clear();
-                change.entry.encode(&mut buffer).map_err(|e| e.to_string())?;
+                change
+                    .entry
+                    .encode(&mut buffer)
+                    .map_err(|e| e.to_string())?;
                 entry_bytes += buffer.len() as u64;
             }
         }

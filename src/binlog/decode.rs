@@ -738,7 +738,8 @@ impl Decoder {
             &parts,
             &body,
             &self.options.values,
-            rule.is_some().then_some(&keep as &dyn Fn(&super::table::ColumnMeta) -> bool),
+            rule.is_some()
+                .then_some(&keep as &dyn Fn(&super::table::ColumnMeta) -> bool),
             &mut self.scratch,
             &mut store_value,
         );
@@ -757,7 +758,14 @@ impl Decoder {
                 value: written.rows.to_string(),
             });
         }
-        self.push(event, out, EntryType::Rowdata, header, store_value, ChangeKind::Rows);
+        self.push(
+            event,
+            out,
+            EntryType::Rowdata,
+            header,
+            store_value,
+            ChangeKind::Rows,
+        );
         if let Some(last) = out.last_mut() {
             last.row_images = u32::try_from(written.images).unwrap_or(u32::MAX);
         }

@@ -134,7 +134,10 @@ impl ColumnParts {
         put_varint_field(&mut name_key, 4, u64::from(meta.is_key));
         let mut mysql_type = Vec::with_capacity(meta.mysql_type.len() + 2);
         put_string(&mut mysql_type, 10, &meta.mysql_type);
-        ColumnParts { name_key, mysql_type }
+        ColumnParts {
+            name_key,
+            mysql_type,
+        }
     }
 }
 
@@ -267,18 +270,42 @@ pub fn encode_rows(
     }
     let mut cursor = Cursor::new(body.rows);
     let mut written = RowsWritten::default();
-    let mut image = ImageWriter { table, parts, options, keep, keep_json: body.partial, scratch };
+    let mut image = ImageWriter {
+        table,
+        parts,
+        options,
+        keep,
+        keep_json: body.partial,
+        scratch,
+    };
     while !cursor.is_empty() {
         let row = written.rows;
         let row_start = cursor.offset();
         image.scratch.row.clear();
         match body.kind {
             RowsKind::Insert => image.write(body.present, &mut cursor, Role::Insert, row)?,
-            RowsKind::Delete => image.write(body.present, &mut cursor, Role::Before { record: false }, row)?,
+            RowsKind::Delete => image.write(
+                body.present,
+                &mut cursor,
+                Role::Before { record: false },
+                row,
+            )?,
             RowsKind::Update => {
-                image.write(body.present, &mut cursor, Role::Before { record: true }, row)?;
+                image.write(
+                    body.present,
+                    &mut cursor,
+                    Role::Before { record: true },
+                    row,
+                )?;
                 let after = body.present_after.unwrap_or(body.present);
-                image.write(after, &mut cursor, Role::After { partial: body.partial }, row)?;
+                image.write(
+                    after,
+                    &mut cursor,
+                    Role::After {
+                        partial: body.partial,
+                    },
+                    row,
+                )?;
                 written.images += 1;
             }
         }
@@ -299,8 +326,12 @@ pub fn encode_rows(
 enum Role {
     Insert,
     /// A before image; `record` keeps its values for the after image.
-    Before { record: bool },
-    After { partial: bool },
+    Before {
+        record: bool,
+    },
+    After {
+        partial: bool,
+    },
 }
 
 struct ImageWriter<'a> {
@@ -316,7 +347,13 @@ struct ImageWriter<'a> {
 impl ImageWriter<'_> {
     /// Decodes one row image at the cursor into `scratch.row` as RowData
     /// field 1 (before) or 2 (after) columns.
-    fn write(&mut self, present: &[u8], cursor: &mut Cursor<'_>, role: Role, row: usize) -> Result<(), RowsError> {
+    fn write(
+        &mut self,
+        present: &[u8],
+        cursor: &mut Cursor<'_>,
+        role: Role,
+        row: usize,
+    ) -> Result<(), RowsError> {
         let table = self.table;
         let malformed = |what: &'static str| RowsError::Value {
             table: table.full_name(),
@@ -326,7 +363,11 @@ impl ImageWriter<'_> {
             mysql_type: String::new(),
             reason: what.to_owned(),
         };
-        let field = if matches!(role, Role::Before { .. }) { 1 } else { 2 };
+        let field = if matches!(role, Role::Before { .. }) {
+            1
+        } else {
+            2
+        };
         if let Role::Before { record } = role {
             self.scratch.before.clear();
             self.scratch.before.resize(table.columns.len(), None);
@@ -351,7 +392,9 @@ impl ImageWriter<'_> {
                 );
             }
         }
-        let present_count = (0..table.columns.len()).filter(|&i| bit(present, i)).count();
+        let present_count = (0..table.columns.len())
+            .filter(|&i| bit(present, i))
+            .count();
         let nulls = cursor
             .take(present_count.div_ceil(8))
             .ok_or_else(|| malformed("row ends inside its NULL bitmap"))?;
@@ -371,7 +414,11 @@ impl ImageWriter<'_> {
             image_index += 1;
             let text = &mut self.scratch.text;
             text.clear();
-            let mut sql_type = if is_null { meta.null_sql_type() } else { meta.sql_type() };
+            let mut sql_type = if is_null {
+                meta.null_sql_type()
+            } else {
+                meta.sql_type()
+            };
             if !is_null {
                 let value_error = |reason: String| RowsError::Value {
                     table: table.full_name(),
@@ -383,7 +430,12 @@ impl ImageWriter<'_> {
                 };
                 let diff = is_json && partial_bits.is_some_and(|bits| bit(bits, json_ordinal));
                 let decoded = if diff {
-                    let before_doc = self.scratch.json.iter().find(|(i, _)| *i == index).map(|(_, d)| d);
+                    let before_doc = self
+                        .scratch
+                        .json
+                        .iter()
+                        .find(|(i, _)| *i == index)
+                        .map(|(_, d)| d);
                     let decoded = apply_json_diff(meta, cursor, before_doc, text)
                         .map_err(|e| value_error(e.to_string()))?;
                     if decoded.partial_text {
@@ -391,7 +443,8 @@ impl ImageWriter<'_> {
                     }
                     decoded
                 } else {
-                    let keep_json = self.keep_json && is_json && role == Role::Before { record: true };
+                    let keep_json =
+                        self.keep_json && is_json && role == Role::Before { record: true };
                     decode_value(meta, cursor, self.options, keep_json, text)
                         .map_err(|e| value_error(e.to_string()))?
                 };
@@ -420,14 +473,23 @@ impl ImageWriter<'_> {
                 Role::Before { .. } => false,
                 Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
                     Some(b) => {
-                        let same = b.null == is_null && (is_null || self.scratch.before_text[b.start..b.end] == *text);
+                        let same = b.null == is_null
+                            && (is_null || self.scratch.before_text[b.start..b.end] == *text);
                         !same
                     }
                     None => true,
                 },
             };
             let value = (!is_null).then_some(text);
-            put_column(&mut self.scratch.row, field, &self.parts[index], index as u32, sql_type, updated, value);
+            put_column(
+                &mut self.scratch.row,
+                field,
+                &self.parts[index],
+                index as u32,
+                sql_type,
+                updated,
+                value,
+            );
         }
         Ok(())
     }
