@@ -384,6 +384,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mysql_gtid_sets_become_half_open_sids() {
+        let set: MysqlGtidSet = "55778904-0299-11f1-b1b8-4ef0c4956feb:1-13:20:mytag:1-2"
+            .parse()
+            .unwrap();
+        let sids: Vec<String> = mysql_sids(&set).iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            sids,
+            [
+                "55778904-0299-11f1-b1b8-4ef0c4956feb:1-13:20",
+                "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:1-2"
+            ]
+        );
+    }
+
+    #[test]
     fn addresses() {
         assert_eq!(
             split_address("127.0.0.1:3306").unwrap(),
