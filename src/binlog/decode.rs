@@ -903,29 +903,8 @@ impl Decoder {
                 }
                 // Table ids may be reused for the changed table.
                 self.tables.clear();
-                let keep = self.keep_statement(&target);
-                if keep {
-                    let change = RowChange {
-                        event_type: Some(target.event_type as i32),
-                        is_ddl: Some(true),
-                        sql,
-                        ddl_schema_name: default_schema,
-                        ..Default::default()
-                    };
-                    let header = self.header(
-                        event,
-                        &target.schema,
-                        &target.table,
-                        Some(target.event_type),
-                    );
-                    self.push(
-                        event,
-                        out,
-                        EntryType::Rowdata,
-                        header,
-                        change.encode_to_vec(),
-                        ChangeKind::Ddl,
-                    );
+                if self.keep_statement(&target) {
+                    self.push_statement(event, out, &target, sql, default_schema, ChangeKind::Ddl);
                 }
                 if !self.in_transaction {
                     // Outside BEGIN, a statement is its own event group.
@@ -950,29 +929,43 @@ impl Decoder {
                 {
                     return;
                 }
-                let change = RowChange {
-                    event_type: Some(target.event_type as i32),
-                    is_ddl: Some(false),
-                    sql,
-                    ddl_schema_name: default_schema,
-                    ..Default::default()
-                };
-                let header = self.header(
-                    event,
-                    &target.schema,
-                    &target.table,
-                    Some(target.event_type),
-                );
-                self.push(
-                    event,
-                    out,
-                    EntryType::Rowdata,
-                    header,
-                    change.encode_to_vec(),
-                    ChangeKind::Query,
-                );
+                self.push_statement(event, out, &target, sql, default_schema, ChangeKind::Query);
             }
         }
+    }
+
+    /// A statement as a ROWDATA entry: DDL (`isDdl=true`) or statement-based
+    /// DML (`isDdl=false`), with its text and the event's default schema.
+    fn push_statement(
+        &self,
+        event: &SourceEvent,
+        out: &mut Vec<ChangeEvent>,
+        target: &DdlTarget,
+        sql: String,
+        default_schema: String,
+        kind: ChangeKind,
+    ) {
+        let change = RowChange {
+            event_type: Some(target.event_type as i32),
+            is_ddl: Some(kind == ChangeKind::Ddl),
+            sql,
+            ddl_schema_name: default_schema,
+            ..Default::default()
+        };
+        let header = self.header(
+            event,
+            &target.schema,
+            &target.table,
+            Some(target.event_type),
+        );
+        self.push(
+            event,
+            out,
+            EntryType::Rowdata,
+            header,
+            change.encode_to_vec(),
+            kind,
+        );
     }
 
     /// canal's rules for keeping a DDL or other statement entry.

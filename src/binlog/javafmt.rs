@@ -10,27 +10,33 @@
 use std::fmt::Write;
 
 pub fn write_f64(value: f64, out: &mut String) {
-    if let Some(special) = special(
+    write_java(
+        value,
         value.is_nan(),
         value.is_infinite(),
         value.is_sign_negative(),
-    ) {
-        out.push_str(special);
-        return;
-    }
-    let mut scientific = format!("{value:e}");
-    if single_digit(&scientific) {
-        scientific = format!("{value:.1e}");
-    }
-    write_from_scientific(&scientific, out);
+        out,
+    );
 }
 
 pub fn write_f32(value: f32, out: &mut String) {
-    if let Some(special) = special(
+    write_java(
+        value,
         value.is_nan(),
         value.is_infinite(),
         value.is_sign_negative(),
-    ) {
+        out,
+    );
+}
+
+fn write_java<T: std::fmt::LowerExp>(
+    value: T,
+    nan: bool,
+    infinite: bool,
+    negative: bool,
+    out: &mut String,
+) {
+    if let Some(special) = special(nan, infinite, negative) {
         out.push_str(special);
         return;
     }

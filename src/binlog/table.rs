@@ -453,15 +453,15 @@ impl TableMeta {
                 WireType::Vector { .. } => dimensions.next(),
                 _ => None,
             };
-            // Without charset metadata, assume the server default of its era.
-            let charset_name =
-                collation
-                    .and_then(charset_name_of_collation)
-                    .unwrap_or(match wire {
-                        WireType::Blob { .. } if collation.is_none() => "binary",
-                        _ if flavor == ServerFlavor::MySql => "utf8mb4",
-                        _ => "utf8mb4",
-                    });
+            // Without charset metadata: text columns as utf8mb4.
+            let charset_name = collation
+                .and_then(charset_name_of_collation)
+                // Without charset metadata a BLOB-type column may be TEXT or
+                // BLOB: keep its bytes (binary) until a schema lookup says.
+                .unwrap_or(match wire {
+                    WireType::Blob { .. } => "binary",
+                    _ => "utf8mb4",
+                });
             let mut column = ColumnMeta {
                 name,
                 wire,
