@@ -12,5 +12,11 @@
 //! [`telemetry`] (logging).
 
 pub mod binlog;
+pub mod client;
+pub mod config;
+pub mod cursor;
+pub mod metrics;
 pub mod protocol;
+pub mod server;
+pub mod store;
 pub mod telemetry;

@@ -75,6 +75,8 @@ pub struct SourceStats {
     pub last_event_ms: AtomicI64,
     /// When the last event or heartbeat arrived, ms since the epoch (local clock).
     pub last_seen_ms: AtomicI64,
+    /// The last checkpoint (end of a complete event group).
+    pub position: std::sync::Mutex<Option<Checkpoint>>,
 }
 
 /// The end of the last complete event group.
@@ -98,6 +100,7 @@ pub struct BinlogSource {
     skip_before_ms: Option<i64>,
     gtid_complete: bool,
     schema: Option<SharedLookup>,
+    filter_updates: Option<tokio::sync::watch::Receiver<Arc<super::filter::EventFilter>>>,
 }
 
 impl BinlogSource {
@@ -111,6 +114,32 @@ impl BinlogSource {
             skip_before_ms: None,
             gtid_complete: false,
             schema: None,
+            filter_updates: None,
+        }
+    }
+
+    /// Applies filters sent on `updates` (a client subscribed with its own)
+    /// to the events read from then on.
+    pub fn with_filter_updates(
+        mut self,
+        updates: tokio::sync::watch::Receiver<Arc<super::filter::EventFilter>>,
+    ) -> Self {
+        self.filter_updates = Some(updates);
+        self
+    }
+
+    /// Applies a filter change if one is waiting.
+    fn apply_filter_update(&mut self) {
+        if let Some(updates) = self.filter_updates.as_mut()
+            && updates.has_changed().unwrap_or(false)
+        {
+            let filter = updates.borrow_and_update().clone();
+            tracing::info!(
+                include = filter.tables.include_text(),
+                exclude = filter.tables.exclude_text(),
+                "table filter changed"
+            );
+            self.decoder.set_filter(filter);
         }
     }
 
@@ -227,6 +256,7 @@ impl BinlogSource {
             self.stats
                 .last_seen_ms
                 .store(jiff::Timestamp::now().as_millisecond(), Ordering::Relaxed);
+            self.apply_filter_update();
             if let Some(event) = adapter.place(event)? {
                 self.stats.events.fetch_add(1, Ordering::Relaxed);
                 if !event.in_payload {
@@ -253,14 +283,20 @@ impl BinlogSource {
                     }
                 }
                 if !self.decoder.in_group() && event.end > 0 && !event.is_artificial() {
-                    self.checkpoint = Some(Checkpoint {
+                    let checkpoint = Checkpoint {
                         journal: event.journal.to_string(),
                         position: event.end,
                         gtid: self
                             .gtid_complete
                             .then(|| self.decoder.gtid_state().cloned())
                             .flatten(),
-                    });
+                    };
+                    *self
+                        .stats
+                        .position
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(checkpoint.clone());
+                    self.checkpoint = Some(checkpoint);
                 }
             }
         }

@@ -4,6 +4,8 @@
 //! Column...); `packet` holds the session envelope and commands. Both are
 //! plain prost messages: this module has no I/O.
 
+pub mod auth;
+pub mod frame;
 pub mod json;
 
 /// The change-event model (upstream `EntryProtocol`).

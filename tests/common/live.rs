@@ -212,3 +212,42 @@ pub async fn latest(conn: &mut Conn) -> StartPosition {
         position: row.1,
     }
 }
+
+/// A canal server in this process, serving `destination` from the test
+/// MariaDB (keeping changes of `schema` only), cursors in memory.
+pub async fn start_server(
+    env: &LiveEnv,
+    server_id: u32,
+    destination: &str,
+    schema: &str,
+    start: StartPosition,
+    credentials: canal::protocol::auth::Credentials,
+    tweak: impl FnOnce(&mut canal::server::InstanceSettings),
+) -> canal::server::RunningServer {
+    let filter = EventFilter {
+        tables: TableFilter::new(&format!("{}\\..*", regex_escape(schema)), "").unwrap(),
+        columns: Default::default(),
+    };
+    let mut settings = canal::server::InstanceSettings {
+        destination: destination.to_owned(),
+        replica: env.replica(server_id),
+        start: Some(start),
+        gtid_on: false,
+        decoder: DecoderOptions::default(),
+        filter,
+        store: canal::store::StoreConfig::default(),
+        flush_period: Duration::from_millis(0),
+        filter_transaction_entry: false,
+    };
+    tweak(&mut settings);
+    let cursors: canal::cursor::SharedCursorStore =
+        Arc::new(canal::cursor::MemoryCursors::default());
+    canal::server::start(canal::server::StartOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        metrics_bind: Some("127.0.0.1:0".parse().unwrap()),
+        credentials,
+        instances: vec![(settings, cursors)],
+    })
+    .await
+    .expect("server starts")
+}

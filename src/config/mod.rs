@@ -1,0 +1,239 @@
+//! canal's configuration: `canal.properties`, `<dest>/instance.properties`
+//! and environment variables named like the keys, read as canal reads them
+//! so an existing deployment moves over unchanged.
+//!
+//! Precedence per key: environment variable > `instance.properties` (for
+//! per-destination keys) > `canal.properties` > default. canal's Docker image
+//! passes instance keys globally, so an environment variable for an instance
+//! key applies to every destination.
+//!
+//! Invalid values stop start-up with a [`ConfigError`] naming the key, where
+//! it was set and what is expected. Unknown `canal.*` keys and canal features
+//! this server lacks become [`CanalConfig::warnings`]; keys without the
+//! `canal.` prefix are ignored.
+
+mod error;
+mod instance;
+mod keys;
+mod layers;
+pub mod properties;
+mod server;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+pub use error::{ConfigError, Origin};
+pub use instance::{
+    BatchMode, DEFAULT_BLACK_REGEX, DEFAULT_FILTER_REGEX, FilterSwitches, FilterTexts,
+    InstanceConfig, MasterAddress, MemoryStoreConfig,
+};
+pub use properties::Properties;
+pub use server::{ServerConfig, StorageProfile, ZookeeperConfig};
+
+use keys::{Place, Values};
+use layers::{File, Layers};
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct CanalConfig {
+    pub server: ServerConfig,
+    /// One per destination, in `canal.destinations` order.
+    pub instances: Vec<InstanceConfig>,
+    /// Problems that do not stop start-up (unknown keys, canal features
+    /// with no effect here); log each once.
+    pub warnings: Vec<String>,
+}
+
+impl CanalConfig {
+    pub fn instance(&self, destination: &str) -> Option<&InstanceConfig> {
+        self.instances.iter().find(|i| i.destination == destination)
+    }
+}
+
+/// The name of the server's file in the configuration directory.
+pub const SERVER_FILE: &str = "canal.properties";
+/// The name of each destination's file in its directory.
+pub const INSTANCE_FILE: &str = "instance.properties";
+
+/// The process environment's `canal.*` variables (other variables are never
+/// configuration). Variables whose name or value is not Unicode are skipped.
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("canal."))
+        .collect()
+}
+
+/// [`load`] with the process environment.
+pub fn load_with_process_env(conf_dir: &Path) -> Result<CanalConfig, ConfigError> {
+    load(conf_dir, &process_env())
+}
+
+/// Reads `conf_dir/canal.properties` and each destination's
+/// `instance.properties`, with `env` (variables named like the keys) over
+/// both. `env` is a map rather than a lookup function because unknown
+/// `canal.*` variables are reported, which needs their names.
+pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfig, ConfigError> {
+    let mut warnings = Vec::new();
+    let server_path = conf_dir.join(SERVER_FILE);
+    let server_props = read_properties(&server_path)?;
+    let server_layers = Layers {
+        env,
+        instance: None,
+        global: File {
+            path: &server_path,
+            props: &server_props,
+        },
+        destination: None,
+    };
+    let mut server = ServerConfig::read(&server_layers, conf_dir, &mut warnings)?;
+    if server.destinations.is_empty() {
+        server.destinations = scan_destinations(&server.conf_dir)?;
+    }
+
+    let mut instances = Vec::with_capacity(server.destinations.len());
+    for destination in &server.destinations {
+        let path = server.conf_dir.join(destination).join(INSTANCE_FILE);
+        if !path.is_file() {
+            return Err(ConfigError::MissingInstance {
+                destination: destination.clone(),
+                path,
+            });
+        }
+        let props = read_properties(&path)?;
+        let layers = Layers {
+            env,
+            instance: Some(File {
+                path: &path,
+                props: &props,
+            }),
+            global: File {
+                path: &server_path,
+                props: &server_props,
+            },
+            destination: Some(destination),
+        };
+        let storage = server::storage_profile(
+            &server_layers,
+            &format!("canal.instance.{destination}.spring.xml"),
+            server.storage,
+        )?;
+        if storage == StorageProfile::ZooKeeper && server.zookeeper.servers.is_none() {
+            return Err(ConfigError::Conflict(format!(
+                "destination {destination:?} keeps its cursors in ZooKeeper \
+                 (default-instance.xml, from canal.instance.global.spring.xml or \
+                 canal.instance.{destination}.spring.xml) but canal.zkServers is not set; \
+                 set canal.zkServers or use classpath:spring/file-instance.xml"
+            )));
+        }
+        let data_dir = server
+            .file_data_dir
+            .as_deref()
+            .unwrap_or(&server.conf_dir)
+            .join(destination);
+        let instance = InstanceConfig::read(
+            destination,
+            path.clone(),
+            data_dir,
+            storage,
+            &layers,
+            &mut warnings,
+        )?;
+        keys::check_duplicates(&path, &props, &mut warnings);
+        keys::check(
+            Place::InstanceFile(&path),
+            props
+                .iter()
+                .map(|p| (p.key.as_str(), p.value.as_str(), p.line)),
+            &server.destinations,
+            &Values {
+                resolve: &|v| layers.resolve_lenient(v),
+                lookup: &|k| layers.raw(k).map(|(v, _)| v),
+            },
+            &mut warnings,
+        );
+        instances.push(instance);
+    }
+
+    keys::check_duplicates(&server_path, &server_props, &mut warnings);
+    keys::check(
+        Place::ServerFile(&server_path),
+        server_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str(), p.line)),
+        &server.destinations,
+        &Values {
+            resolve: &|v| server_layers.resolve_lenient(v),
+            lookup: &|k| server_layers.raw(k).map(|(v, _)| v),
+        },
+        &mut warnings,
+    );
+    let mut env_keys: Vec<(&String, &String)> = env.iter().collect();
+    env_keys.sort();
+    keys::check(
+        Place::Env,
+        env_keys
+            .into_iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), 0)),
+        &server.destinations,
+        &Values {
+            resolve: &|v| server_layers.resolve_lenient(v),
+            lookup: &|k| server_layers.raw(k).map(|(v, _)| v),
+        },
+        &mut warnings,
+    );
+
+    // Instance-level messages repeat for each destination when the setting
+    // is global; keep the first of each.
+    let mut seen = std::collections::HashSet::new();
+    warnings.retain(|w| seen.insert(w.clone()));
+    Ok(CanalConfig {
+        server,
+        instances,
+        warnings,
+    })
+}
+
+fn read_properties(path: &Path) -> Result<Properties, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Properties::parse_bytes(&bytes).map_err(|source| ConfigError::Syntax {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// canal's auto scan with `canal.destinations` empty: every directory
+/// under `dir` holding an `instance.properties`, by name.
+fn scan_destinations(dir: &Path) -> Result<Vec<String>, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let path: PathBuf = entry.path();
+        if path.join(INSTANCE_FILE).is_file()
+            && let Some(name) = entry.file_name().to_str()
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    if names.is_empty() {
+        return Err(ConfigError::Conflict(format!(
+            "canal.destinations is empty and no directory under {} holds an {INSTANCE_FILE}; \
+             list the destinations in canal.destinations",
+            dir.display()
+        )));
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests;
