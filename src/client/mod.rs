@@ -2,6 +2,7 @@
 //! talk to a canal server (ours or Java canal) the way canal's own
 //! connectors do.
 
+pub mod cluster;
 pub mod print;
 
 use std::time::Duration;

@@ -25,11 +25,12 @@ pub struct FileCursors {
 }
 
 impl FileCursors {
-    /// Cursors of `destination` under `data_dir` (canal.file.data.dir).
-    pub fn new(data_dir: &Path, destination: &str) -> Self {
+    /// Cursors of `destination` in `directory` (canal's
+    /// `<canal.file.data.dir>/<destination>`), file `meta.dat`.
+    pub fn new(directory: &Path, destination: &str) -> Self {
         FileCursors {
             destination: destination.to_owned(),
-            path: data_dir.join(destination).join("meta.dat"),
+            path: directory.join("meta.dat"),
             lock: Mutex::new(()),
         }
     }
@@ -177,7 +178,7 @@ mod tests {
             r#"{"clientDatas":[{"clientIdentity":{"clientId":1001,"destination":"example","filter":""},"cursor":{"identity":{"slaveId":-1,"sourceAddress":{"address":"localhost","port":3306}},"postion":{"gtid":"","included":false,"journalName":"mysql-bin.000001","position":4450,"serverId":1,"timestamp":1577155813000}}}],"destination":"example"}"#,
         )
         .unwrap();
-        let store = FileCursors::new(&dir, "example");
+        let store = FileCursors::new(&dir.join("example"), "example");
         let clients = store.load().await.unwrap();
         assert_eq!(
             clients[&1001].cursor.as_ref().unwrap().position.position,

@@ -1,0 +1,174 @@
+//! `canal-server [run] --conf DIR`: the server process.
+
+use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use canal::{
+    binlog::replica::ReplicaConfig,
+    config::{self, CanalConfig, InstanceConfig, StorageProfile},
+    cursor::{MemoryCursors, SharedCursorStore, file::FileCursors, zk::ZkCursors},
+    protocol::auth::Credentials,
+    server::{self, InstanceSettings, StartOptions},
+    store::{BatchMode, StoreConfig},
+};
+
+pub fn run(conf: &Path) -> Result<(), String> {
+    let config = config::load_with_process_env(conf).map_err(|e| e.to_string())?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: CanalConfig) -> Result<(), String> {
+    let server_config = &config.server;
+    let zookeeper = match &server_config.zookeeper.servers {
+        Some(servers) => Some(connect_zookeeper(servers, &config).await?),
+        None => None,
+    };
+    let mut instances = Vec::new();
+    for instance in &config.instances {
+        let cursors = cursor_store(instance, zookeeper.as_ref());
+        instances.push((settings(instance, &config), cursors));
+    }
+    let ip = if server_config.ip.is_empty() {
+        "0.0.0.0"
+    } else {
+        server_config.ip.as_str()
+    };
+    let address = |port: u16| -> Result<SocketAddr, String> {
+        format!("{}:{port}", bracket(ip))
+            .parse()
+            .map_err(|_| format!("canal.ip = \"{ip}\" is not an IP address to listen on"))
+    };
+    let options = StartOptions {
+        bind: address(server_config.port)?,
+        metrics_bind: Some(address(server_config.metrics_port)?),
+        credentials: Credentials {
+            user: server_config.user.clone(),
+            passwd: server_config.passwd.clone(),
+        },
+        instances,
+    };
+    let running = server::start(options).await.map_err(|e| e.to_string())?;
+    wait_for_signal().await;
+    tracing::info!("stopping: no new clients, flushing cursors");
+    running.shutdown().await;
+    Ok(())
+}
+
+fn bracket(ip: &str) -> String {
+    if ip.contains(':') && !ip.starts_with('[') {
+        format!("[{ip}]")
+    } else {
+        ip.to_owned()
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn connect_zookeeper(
+    servers: &str,
+    config: &CanalConfig,
+) -> Result<zookeeper_client::Client, String> {
+    let zk = &config.server.zookeeper;
+    let connector = zookeeper_client::Client::connector()
+        .with_session_timeout(zk.session_timeout)
+        .with_connection_timeout(zk.connection_timeout);
+    tokio::time::timeout(zk.connection_timeout * 3, connector.connect(servers))
+        .await
+        .map_err(|_| format!("cannot reach ZooKeeper at {servers} (canal.zkServers)"))?
+        .map_err(|e| format!("cannot connect to ZooKeeper at {servers} (canal.zkServers): {e}"))
+}
+
+/// With ZooKeeper configured, cursors always live there (canal keeps them
+/// on local disk by default, which a failover cannot read).
+fn cursor_store(
+    instance: &InstanceConfig,
+    zookeeper: Option<&zookeeper_client::Client>,
+) -> SharedCursorStore {
+    match (zookeeper, instance.storage) {
+        (Some(client), _) => Arc::new(ZkCursors::new(client.clone(), &instance.destination)),
+        (None, StorageProfile::Memory) => {
+            tracing::warn!(
+                destination = %instance.destination,
+                "memory-instance.xml: client cursors are kept in memory only and lost on restart"
+            );
+            Arc::new(MemoryCursors::default())
+        }
+        (None, _) => Arc::new(FileCursors::new(&instance.data_dir, &instance.destination)),
+    }
+}
+
+/// A replica server id when canal.instance.mysql.slaveId is 0: stable for
+/// the host and destination, away from the small ids servers use.
+fn derived_server_id(destination: &str) -> u32 {
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    // FNV-1a: stable across runs and Rust versions, unlike the std hasher.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in host.bytes().chain([b'/']).chain(destination.bytes()) {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    1_000_000 + hash % 1_000_000_000
+}
+
+fn settings(instance: &InstanceConfig, config: &CanalConfig) -> InstanceSettings {
+    let server_id = match instance.slave_id {
+        0 => derived_server_id(&instance.destination),
+        id => id,
+    };
+    let flush_period = match (config.server.zookeeper.servers.is_some(), instance.storage) {
+        (true, _) | (false, StorageProfile::ZooKeeper) => config.server.zookeeper.flush_period,
+        (false, _) => config.server.file_flush_period,
+    };
+    let memory = &instance.memory;
+    InstanceSettings {
+        destination: instance.destination.clone(),
+        replica: ReplicaConfig {
+            address: instance.master.to_string(),
+            user: instance.db_username.clone(),
+            password: instance.db_password.clone(),
+            server_id,
+            heartbeat: instance.heartbeat,
+            connect_timeout: Duration::from_secs(10),
+        },
+        start: instance.start.clone(),
+        gtid_on: instance.gtid_on,
+        decoder: instance.decoder_options(),
+        filter: instance.event_filter(),
+        store: StoreConfig {
+            capacity_events: memory.buffer_size,
+            capacity_bytes: memory.buffer_size.saturating_mul(memory.memunit),
+            batch_mode: match memory.batch_mode {
+                config::BatchMode::ItemSize => BatchMode::ItemSize,
+                config::BatchMode::MemSize => BatchMode::MemSize,
+            },
+            memunit: memory.memunit,
+            ddl_isolation: instance.get_ddl_isolation,
+        },
+        flush_period,
+        filter_transaction_entry: instance.switches.transaction_entry,
+    }
+}

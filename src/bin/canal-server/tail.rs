@@ -1,0 +1,181 @@
+//! `canal-server tail`: a canal client for people and tests. Subscribes,
+//! prints every change (canal's example-client layout, or JSON lines),
+//! acknowledges after printing; with --zk it follows the destination's
+//! active server across failovers.
+
+use std::{
+    io::{self, Write},
+    time::Duration,
+};
+
+use clap::Args;
+
+use canal::{
+    client::{CanalClient, Login, Received, cluster, print},
+    protocol::{entry::EntryType, json::entry_to_json},
+};
+
+use crate::output::broken_pipe_is_fine;
+
+#[derive(Args)]
+pub struct TailArgs {
+    /// Server address, host:port (without --zk).
+    #[arg(long, required_unless_present = "zk")]
+    addr: Option<String>,
+    /// ZooKeeper connect string: find the active server there and follow it.
+    #[arg(long)]
+    zk: Option<String>,
+    #[arg(long)]
+    destination: String,
+    /// Client id (canal's default 1001).
+    #[arg(long, default_value = "1001")]
+    client_id: String,
+    #[arg(long, default_value = "")]
+    user: String,
+    #[arg(long, default_value = "", hide_default_value = true)]
+    password: String,
+    /// Subscription filter (replaces the destination's table filter).
+    #[arg(long, default_value = "")]
+    filter: String,
+    /// Entries per GET (ITEMSIZE) or KiB per GET (MEMSIZE, canal's default).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: i32,
+    /// One JSON line per entry (the protobuf JSON mapping, with batchId).
+    #[arg(long)]
+    json: bool,
+    /// Do not acknowledge (the server keeps the batches outstanding).
+    #[arg(long)]
+    no_ack: bool,
+    /// Stop after this many row changes (0: follow forever).
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+    /// Stop after this long without changes (0: never).
+    #[arg(long, default_value_t = 0)]
+    idle_exit_ms: u64,
+}
+
+pub fn tail(args: TailArgs) -> Result<(), String> {
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(follow(args))
+}
+
+/// Where to connect next.
+async fn resolve(
+    args: &TailArgs,
+    zookeeper: Option<&zookeeper_client::Client>,
+) -> Result<String, String> {
+    let Some(zookeeper) = zookeeper else {
+        return args
+            .addr
+            .clone()
+            .ok_or_else(|| "--addr or --zk is required".to_owned());
+    };
+    loop {
+        match cluster::active_server(zookeeper, &args.destination).await {
+            Ok(Some(address)) => return Ok(address),
+            Ok(None) => {
+                tracing::info!(destination = %args.destination, "no active server yet; waiting")
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the active server from ZooKeeper"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn follow(args: TailArgs) -> Result<(), String> {
+    let zookeeper = match &args.zk {
+        Some(servers) => Some(
+            zookeeper_client::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(servers)
+                .await
+                .map_err(|e| format!("cannot connect to ZooKeeper at {servers}: {e}"))?,
+        ),
+        None => None,
+    };
+    let login = Login {
+        user: args.user.clone(),
+        password: args.password.clone(),
+        idle_ms: 0,
+    };
+    let mut rows = 0u64;
+    let mut last_data = tokio::time::Instant::now();
+    loop {
+        let address = resolve(&args, zookeeper.as_ref()).await?;
+        let session = async {
+            let mut client =
+                CanalClient::connect(&address, &login, Duration::from_secs(10)).await?;
+            client
+                .subscribe(&args.destination, &args.client_id, &args.filter)
+                .await?;
+            tracing::info!(%address, destination = %args.destination, "subscribed");
+            loop {
+                let received = client
+                    .get(args.batch_size, Some(Duration::from_millis(500)))
+                    .await?;
+                if received.batch_id == -1 {
+                    if args.idle_exit_ms > 0
+                        && last_data.elapsed() >= Duration::from_millis(args.idle_exit_ms)
+                    {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                last_data = tokio::time::Instant::now();
+                rows += row_count(&received);
+                if let Err(error) = show(&received, args.json) {
+                    return Err(canal::client::ClientError::Io(error));
+                }
+                if !args.no_ack {
+                    client.ack(received.batch_id).await?;
+                }
+                if args.count > 0 && rows >= args.count {
+                    return Ok(true);
+                }
+            }
+        };
+        match session.await {
+            Ok(_) => return Ok(()),
+            Err(canal::client::ClientError::Io(error))
+                if error.kind() == io::ErrorKind::BrokenPipe =>
+            {
+                return broken_pipe_is_fine(error);
+            }
+            Err(error) if zookeeper.is_some() => {
+                tracing::warn!(%error, %address, "lost the server; looking for the active one");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+}
+
+fn row_count(received: &Received) -> u64 {
+    use prost::Message;
+    received
+        .entries
+        .iter()
+        .filter(|e| e.entry_type() == EntryType::Rowdata)
+        .filter_map(|e| canal::protocol::entry::RowChange::decode(e.store_value.as_slice()).ok())
+        .filter(|rc| rc.is_ddl != Some(true))
+        .map(|rc| rc.row_datas.len() as u64)
+        .sum()
+}
+
+fn show(received: &Received, json: bool) -> io::Result<()> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        for entry in &received.entries {
+            let mut value = entry_to_json(entry).map_err(|e| io::Error::other(e.to_string()))?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("batchId".into(), received.batch_id.into());
+            }
+            writeln!(out, "{value}")?;
+        }
+    } else {
+        write!(out, "{}", print::batch_block(received))?;
+    }
+    out.flush()
+}
