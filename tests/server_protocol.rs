@@ -445,3 +445,44 @@ async fn idle_connections_close_after_the_client_timeout() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_garbage_from_many_clients_leaves_the_server_serving() {
+    let (_serial, _conn, _schema, running) = server("garbage", |_| {}).await;
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..100 {
+        let mut raw = Raw::connect(running.address).await;
+        if round % 2 == 0 {
+            raw.auth("canal", Some("canal"), None).await;
+        }
+        let length = (next() % 64) as usize;
+        let body: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+        let packet_type = (next() % 14) as i32;
+        let packet = Packet {
+            r#type: packet_type,
+            body,
+            ..Default::default()
+        };
+        let mut bytes = frame::frame(&packet.encode_to_vec());
+        if round % 5 == 0 {
+            bytes = (0..length).map(|_| next() as u8).collect();
+        }
+        let _ = raw.stream.write_all(&bytes).await;
+        let _ = raw.stream.shutdown().await;
+    }
+    let mut fine = Raw::connect(running.address).await;
+    assert_eq!(
+        error(&fine.auth("canal", Some("canal"), None).await),
+        (0, "")
+    );
+    assert_eq!(error(&fine.sub("example", "1001", "").await), (0, ""));
+    let empty = fine.get("example", 1, Some(-1)).await.unwrap();
+    assert!(empty.batch_id >= -1);
+    running.shutdown().await;
+}

@@ -213,6 +213,31 @@ pub async fn latest(conn: &mut Conn) -> StartPosition {
     }
 }
 
+/// Instance settings for `destination` over the test MariaDB, keeping
+/// changes of `schema` only.
+pub fn settings(
+    env: &LiveEnv,
+    server_id: u32,
+    destination: &str,
+    schema: &str,
+    start: StartPosition,
+) -> canal::server::InstanceSettings {
+    canal::server::InstanceSettings {
+        destination: destination.to_owned(),
+        replica: env.replica(server_id),
+        start: Some(start),
+        gtid_on: false,
+        decoder: DecoderOptions::default(),
+        filter: EventFilter {
+            tables: TableFilter::new(&format!("{}\\..*", regex_escape(schema)), "").unwrap(),
+            columns: Default::default(),
+        },
+        store: canal::store::StoreConfig::default(),
+        flush_period: Duration::from_millis(0),
+        filter_transaction_entry: false,
+    }
+}
+
 /// A canal server in this process, serving `destination` from the test
 /// MariaDB (keeping changes of `schema` only), cursors in memory.
 pub async fn start_server(
@@ -224,24 +249,19 @@ pub async fn start_server(
     credentials: canal::protocol::auth::Credentials,
     tweak: impl FnOnce(&mut canal::server::InstanceSettings),
 ) -> canal::server::RunningServer {
-    let filter = EventFilter {
-        tables: TableFilter::new(&format!("{}\\..*", regex_escape(schema)), "").unwrap(),
-        columns: Default::default(),
-    };
-    let mut settings = canal::server::InstanceSettings {
-        destination: destination.to_owned(),
-        replica: env.replica(server_id),
-        start: Some(start),
-        gtid_on: false,
-        decoder: DecoderOptions::default(),
-        filter,
-        store: canal::store::StoreConfig::default(),
-        flush_period: Duration::from_millis(0),
-        filter_transaction_entry: false,
-    };
+    let mut settings = settings(env, server_id, destination, schema, start);
     tweak(&mut settings);
     let cursors: canal::cursor::SharedCursorStore =
         Arc::new(canal::cursor::MemoryCursors::default());
+    start_server_with(settings, cursors, credentials).await
+}
+
+/// A canal server in this process with the given settings and cursor store.
+pub async fn start_server_with(
+    settings: canal::server::InstanceSettings,
+    cursors: canal::cursor::SharedCursorStore,
+    credentials: canal::protocol::auth::Credentials,
+) -> canal::server::RunningServer {
     canal::server::start(canal::server::StartOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         metrics_bind: Some("127.0.0.1:0".parse().unwrap()),

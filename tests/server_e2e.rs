@@ -1,0 +1,659 @@
+//! MariaDB → canal-server → clients: our client and canal's own Java client
+//! (Maven Central com.alibaba.otter:canal.client 1.1.8), rollback,
+//! restart from cursors, backpressure, ZooKeeper cursor layout, SIGTERM.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use canal::{
+    binlog::position::StartPosition,
+    client::{CanalClient, Login, Received},
+    cursor::{CursorStore, SharedCursorStore, file::FileCursors, zk::ZkCursors},
+    protocol::{
+        auth::Credentials,
+        entry::{EntryType, EventType, RowChange},
+    },
+    store::{BatchMode, StoreConfig},
+};
+use common::live::*;
+use mysql_async::prelude::Queryable;
+use prost::Message;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The tests share the binlog and some ports: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("canal-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Row changes of a batch: (event type, after-or-before values).
+fn rows_of(received: &Received) -> Vec<(EventType, Vec<String>)> {
+    received
+        .entries
+        .iter()
+        .filter(|e| e.entry_type() == EntryType::Rowdata)
+        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
+        .filter(|rc| rc.is_ddl != Some(true))
+        .flat_map(|rc| {
+            let event_type = rc.event_type();
+            rc.row_datas.into_iter().map(move |rd| {
+                let columns = if rd.after_columns.is_empty() {
+                    rd.before_columns
+                } else {
+                    rd.after_columns
+                };
+                (event_type, columns.into_iter().map(|c| c.value).collect())
+            })
+        })
+        .collect()
+}
+
+fn ddl_of(received: &Received) -> Vec<(EventType, String)> {
+    received
+        .entries
+        .iter()
+        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
+        .filter(|rc| rc.is_ddl == Some(true))
+        .map(|rc| (rc.event_type(), rc.sql))
+        .collect()
+}
+
+async fn connect_client(address: std::net::SocketAddr) -> CanalClient {
+    let mut client = CanalClient::connect(
+        &address.to_string(),
+        &Login::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    client.subscribe("example", "1001", "").await.unwrap();
+    client
+}
+
+/// Receives until `rows` row changes arrived, acking each batch unless told.
+async fn receive_rows(client: &mut CanalClient, rows: usize, ack: bool) -> Vec<Received> {
+    let deadline = Instant::now() + WAIT;
+    let mut batches = Vec::new();
+    let mut seen = 0;
+    while seen < rows {
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of {rows} rows arrived"
+        );
+        let received = client
+            .get(1000, Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        if received.batch_id == -1 {
+            continue;
+        }
+        seen += rows_of(&received).len();
+        if ack {
+            client.ack(received.batch_id).await.unwrap();
+        }
+        batches.push(received);
+    }
+    batches
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_reach_our_client_in_order() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("e2e");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!(
+        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20))"
+    ))
+    .await
+    .unwrap();
+    let start = latest(&mut conn).await;
+    let running = start_server(
+        &env,
+        server_id,
+        "example",
+        &schema,
+        start,
+        Credentials::default(),
+        |_| {},
+    )
+    .await;
+    let mut client = connect_client(running.address).await;
+    conn.query_drop(format!(
+        "INSERT INTO `{schema}`.t VALUES (1, 'one'), (2, 'two');
+         UPDATE `{schema}`.t SET v = 'uno' WHERE id = 1;
+         DELETE FROM `{schema}`.t WHERE id = 2;
+         ALTER TABLE `{schema}`.t ADD COLUMN n INT;
+         USE `{schema}`;
+         INSERT INTO t SELECT seq + 10, 'bulk', seq FROM seq_1_to_20000"
+    ))
+    .await
+    .unwrap();
+    let batches = receive_rows(&mut client, 20_004, true).await;
+    let rows: Vec<_> = batches.iter().flat_map(rows_of).collect();
+    assert_eq!(rows[0], (EventType::Insert, vec!["1".into(), "one".into()]));
+    assert_eq!(rows[1], (EventType::Insert, vec!["2".into(), "two".into()]));
+    assert_eq!(rows[2], (EventType::Update, vec!["1".into(), "uno".into()]));
+    assert_eq!(rows[3], (EventType::Delete, vec!["2".into(), "two".into()]));
+    assert_eq!(
+        rows[4],
+        (
+            EventType::Insert,
+            vec!["11".into(), "bulk".into(), "1".into()]
+        )
+    );
+    assert_eq!(rows.len(), 20_004, "every row once");
+    let ids: Vec<i64> = rows[4..]
+        .iter()
+        .map(|(_, v)| v[0].parse().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "the large transaction in order"
+    );
+    let ddl: Vec<_> = batches.iter().flat_map(ddl_of).collect();
+    assert_eq!(ddl.len(), 1);
+    assert_eq!(ddl[0].0, EventType::Alter);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_redelivers_unacked_batches() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("rollback");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let start = latest(&mut conn).await;
+    let running = start_server(
+        &env,
+        server_id,
+        "example",
+        &schema,
+        start,
+        Credentials::default(),
+        |_| {},
+    )
+    .await;
+    let mut client = connect_client(running.address).await;
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
+        .await
+        .unwrap();
+    let first = receive_rows(&mut client, 3, false).await;
+    client.rollback(0).await.unwrap();
+    let again = receive_rows(&mut client, 3, true).await;
+    let ids = |batches: &[Received]| {
+        batches
+            .iter()
+            .flat_map(rows_of)
+            .map(|(_, v)| v[0].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&first), ids(&again));
+    assert!(
+        again[0].batch_id > first.last().unwrap().batch_id,
+        "new batch ids"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_resumes_from_the_cursor() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("restart");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let start = latest(&mut conn).await;
+    let dir = temp_dir("restart");
+    let cursors =
+        || -> SharedCursorStore { Arc::new(FileCursors::new(&dir.join("example"), "example")) };
+    let make_settings = |start| {
+        let mut s = settings(&env, server_id, "example", &schema, start);
+        s.store.batch_mode = BatchMode::ItemSize;
+        s.flush_period = Duration::from_secs(3600); // only the shutdown flushes
+        s
+    };
+    let running = start_server_with(
+        make_settings(start.clone()),
+        cursors(),
+        Credentials::default(),
+    )
+    .await;
+    let mut client = connect_client(running.address).await;
+    for id in 1..=10 {
+        conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    // Small batches: ack the first 6 rows' batches, keep the rest unacked.
+    let mut acked_ids = Vec::new();
+    let mut unacked_ids = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while acked_ids.len() + unacked_ids.len() < 10 {
+        assert!(Instant::now() < deadline);
+        let received = client
+            .get(3, Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        if received.batch_id == -1 {
+            continue;
+        }
+        let ids: Vec<String> = rows_of(&received)
+            .into_iter()
+            .map(|(_, v)| v[0].clone())
+            .collect();
+        if acked_ids.len() < 6 {
+            client.ack(received.batch_id).await.unwrap();
+            acked_ids.extend(ids);
+        } else {
+            unacked_ids.extend(ids);
+        }
+    }
+    drop(client);
+    running.shutdown().await;
+    for id in 11..=15 {
+        conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
+            .await
+            .unwrap();
+    }
+    // The configured start is ignored once a cursor exists.
+    let running = start_server_with(
+        make_settings(StartPosition::Latest),
+        cursors(),
+        Credentials::default(),
+    )
+    .await;
+    let mut client = connect_client(running.address).await;
+    let batches = receive_rows(&mut client, 15 - acked_ids.len(), true).await;
+    let resumed: Vec<String> = batches
+        .iter()
+        .flat_map(rows_of)
+        .map(|(_, v)| v[0].clone())
+        .collect();
+    let expected: Vec<String> = (acked_ids.len() + 1..=15).map(|i| i.to_string()).collect();
+    assert_eq!(
+        resumed, expected,
+        "no loss; only what was not acknowledged comes again"
+    );
+    assert!(
+        acked_ids.iter().all(|id| !resumed.contains(id)),
+        "acknowledged rows are not repeated"
+    );
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backpressure_bounds_the_store_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("pressure");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!(
+        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, pad VARCHAR(200))"
+    ))
+    .await
+    .unwrap();
+    let start = latest(&mut conn).await;
+    let capacity = StoreConfig {
+        capacity_events: 64,
+        capacity_bytes: 32 * 1024,
+        batch_mode: BatchMode::ItemSize,
+        memunit: 1024,
+        ddl_isolation: false,
+    };
+    let running = start_server(
+        &env,
+        server_id,
+        "example",
+        &schema,
+        start,
+        Credentials::default(),
+        |s| s.store = capacity,
+    )
+    .await;
+    let mut client = connect_client(running.address).await;
+    conn.query_drop(format!("USE `{schema}`")).await.unwrap();
+    for batch in 0..20 {
+        conn.query_drop(format!(
+            "INSERT INTO t SELECT {batch} * 100 + seq, REPEAT('p', 150) FROM seq_1_to_100"
+        ))
+        .await
+        .unwrap();
+    }
+    // A client that takes but never acknowledges: the store fills and stops.
+    let instance = running.shared.instance("example").unwrap();
+    let mut taken = 0;
+    for _ in 0..50 {
+        let received = client
+            .get(16, Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        if received.batch_id != -1 {
+            taken += 1;
+        }
+    }
+    assert!(taken > 0);
+    let (held, bytes) = instance.store().with_state(|s| (s.len(), s.bytes()));
+    assert!(
+        held <= 64 && bytes <= 32 * 1024 + 8192,
+        "store bounded: {held} events, {bytes} bytes"
+    );
+    let produced = instance
+        .stats()
+        .entries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = instance
+        .stats()
+        .entries
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        later - produced < 300,
+        "the source is held back: {produced} -> {later} entries"
+    );
+    // Start over acknowledging: everything arrives, once.
+    client.rollback(0).await.unwrap();
+    let batches = receive_rows(&mut client, 2000, true).await;
+    let mut ids: Vec<i64> = batches
+        .iter()
+        .flat_map(rows_of)
+        .map(|(_, v)| v[0].parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2000);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2000, "no row lost or repeated");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zookeeper_cursors_use_canal_paths_and_json() {
+    let _serial = SERIAL.lock().await;
+    let servers = std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env");
+    let zookeeper = zookeeper_client::Client::connect(&servers)
+        .await
+        .expect("ZooKeeper ensemble");
+    let (_, destination) = unique("zkdest");
+    let cursors = ZkCursors::new(zookeeper.clone(), &destination);
+    let record = canal::cursor::CursorRecord {
+        position: canal::binlog::position::LogPosition {
+            journal_name: "mysql-bin.000007".into(),
+            position: 1234,
+            server_id: 1,
+            gtid: String::new(),
+            timestamp_ms: 1_700_000_000_000,
+        },
+        source_host: "127.0.0.1".into(),
+        source_port: 3306,
+    };
+    cursors.subscribe(1001, r"shop\..*").await.unwrap();
+    cursors.save_cursor(1001, &record).await.unwrap();
+    let base = format!("/otter/canal/destinations/{destination}/1001");
+    let (raw, _) = zookeeper.get_data(&format!("{base}/cursor")).await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        json["@type"],
+        "com.alibaba.otter.canal.protocol.position.LogPosition"
+    );
+    assert_eq!(json["postion"]["journalName"], "mysql-bin.000007");
+    assert_eq!(json["postion"]["position"], 1234);
+    assert_eq!(json["postion"]["included"], false);
+    assert_eq!(json["identity"]["sourceAddress"]["port"], 3306);
+    let (filter, _) = zookeeper.get_data(&format!("{base}/filter")).await.unwrap();
+    assert_eq!(filter, br"shop\..*", "the filter is raw text");
+    // A cursor as Java canal writes it is read back.
+    let java = br#"{"@type":"com.alibaba.otter.canal.protocol.position.LogPosition","identity":{"slaveId":-1,"sourceAddress":{"address":"db","port":3306}},"postion":{"gtid":"","included":false,"journalName":"mysql-bin.000018","position":1689,"serverId":1,"timestamp":1605775168000}}"#;
+    zookeeper
+        .create(
+            &format!("/otter/canal/destinations/{destination}/1002"),
+            b"",
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    zookeeper
+        .create(
+            &format!("/otter/canal/destinations/{destination}/1002/cursor"),
+            java,
+            &zookeeper_client::CreateMode::Persistent
+                .with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let clients: BTreeMap<_, _> = cursors.load().await.unwrap();
+    assert_eq!(clients[&1001].cursor.as_ref().unwrap(), &record);
+    assert_eq!(clients[&1001].filter, r"shop\..*");
+    assert_eq!(
+        clients[&1002].cursor.as_ref().unwrap().position.position,
+        1689
+    );
+    cursors.unsubscribe(1001).await.unwrap();
+    cursors.unsubscribe(1002).await.unwrap();
+    let _ = zookeeper
+        .delete(&format!("/otter/canal/destinations/{destination}"), None)
+        .await;
+}
+
+fn java_client() -> tokio::process::Command {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client");
+    let mut command = tokio::process::Command::new(script);
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canal_java_client_consumes_unchanged() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("java");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!(
+        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20), d DECIMAL(10,2))"
+    ))
+    .await
+    .unwrap();
+    let start = latest(&mut conn).await;
+    let credentials = Credentials {
+        user: Some("canal".into()),
+        passwd: Some(canal::protocol::auth::server_secret("canal")),
+    };
+    let running = start_server(
+        &env,
+        server_id,
+        "example",
+        &schema,
+        start,
+        credentials,
+        |_| {},
+    )
+    .await;
+    let child = java_client()
+        .args([
+            "--addr",
+            &running.address.to_string(),
+            "--destination",
+            "example",
+            "--user",
+            "canal",
+            "--password",
+            "canal",
+        ])
+        .args(["--count", "1005", "--idle-ms", "30000", "--rollback-first"])
+        .spawn()
+        .expect("scripts/java-client runs (needs java and mvn)");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    conn.query_drop(format!(
+        "INSERT INTO `{schema}`.t VALUES (1, 'ü', 1.50), (2, NULL, -2.00);
+         UPDATE `{schema}`.t SET v = 'x' WHERE id = 2;
+         DELETE FROM `{schema}`.t WHERE id = 1;
+         ALTER TABLE `{schema}`.t ADD COLUMN n INT;
+         USE `{schema}`;
+         INSERT INTO t SELECT seq + 10, 'bulk', seq, seq FROM seq_1_to_1001"
+    ))
+    .await
+    .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "java client failed: {stderr}");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let done = lines.last().unwrap();
+    assert_eq!(done["done"], true);
+    let rows: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["entryType"] == "ROWDATA" && l["isDdl"] == false && l["rolledBack"] != true)
+        .flat_map(|l| l["rows"].as_array().unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1005);
+    let first = &rows[0]["after"];
+    assert_eq!(first[0]["name"], "id");
+    assert_eq!(first[0]["isKey"], true);
+    assert_eq!(first[1]["value"], "ü");
+    assert_eq!(first[2]["value"], "1.50");
+    assert_eq!(first[2]["mysqlType"], "decimal(10,2)");
+    assert_eq!(rows[1]["after"][1]["isNull"], true);
+    let update = rows[2];
+    assert_eq!(update["before"][1]["isNull"], true);
+    assert_eq!(update["after"][1]["value"], "x");
+    assert_eq!(update["after"][1]["updated"], true);
+    assert_eq!(update["after"][0]["updated"], false);
+    assert_eq!(rows[3]["before"][0]["value"], "1");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["isDdl"] == true && l["eventType"] == "ALTER"),
+        "DDL reaches the Java client"
+    );
+    assert!(
+        lines.iter().any(|l| l["rolledBack"] == true),
+        "the rolled-back batch came before its redelivery"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_cursors_and_exits_zero() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("sigterm");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let StartPosition::FilePosition {
+        journal_name,
+        position,
+    } = latest(&mut conn).await
+    else {
+        unreachable!()
+    };
+    let dir = temp_dir("sigterm");
+    let port = free_port();
+    let metrics_port = free_port();
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    std::fs::write(
+        dir.join("canal.properties"),
+        format!(
+            "canal.ip = 127.0.0.1\ncanal.port = {port}\ncanal.metrics.pull.port = {metrics_port}\ncanal.destinations = example\n\
+             canal.file.data.dir = {}\ncanal.file.flush.period = 3600000\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("example/instance.properties"),
+        format!(
+            "canal.instance.mysql.slaveId = {server_id}\ncanal.instance.master.address = {}\n\
+             canal.instance.dbUsername = {}\ncanal.instance.dbPassword = {}\n\
+             canal.instance.master.journal.name = {journal_name}\ncanal.instance.master.position = {position}\n\
+             canal.instance.filter.regex = {}\\\\..*\n",
+            env.address, env.user, env.password, schema
+        ),
+    )
+    .unwrap();
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
+        .arg("--conf")
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{port}");
+    let mut connected = None;
+    for _ in 0..100 {
+        if let Ok(c) =
+            CanalClient::connect(&address, &Login::default(), Duration::from_secs(1)).await
+        {
+            connected = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = connected.expect("the server listens");
+    client.subscribe("example", "1001", "").await.unwrap();
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
+        .await
+        .unwrap();
+    receive_rows(&mut client, 2, true).await;
+    // The ack reached the server once a following request was answered.
+    let _ = client.get(10, None).await.unwrap();
+    let pid = server.id().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    // canal.file.data.dir/<destination>/meta.dat
+    let meta = std::fs::read_to_string(dir.join("example/meta.dat"))
+        .expect("meta.dat written on shutdown");
+    assert!(
+        meta.contains(r#""clientId":1001"#) && meta.contains(&journal_name),
+        "{meta}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
