@@ -6,7 +6,7 @@
 //! `BENCH_RUNS` sets the runs per measurement (default 5).
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -19,110 +19,13 @@ use canal::binlog::{
     replica::ReplicaConfig,
     source::{BinlogSource, SourceConfig},
 };
-use mysql_async::{OptsBuilder, prelude::Queryable};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const ROWS: u64 = 1_000_000;
-/// Bumped whenever the generated workload changes.
-const DATASET_VERSION: u32 = 1;
+mod common;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench"))
-}
-
-fn runs() -> usize {
-    std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-struct Dataset {
-    name: &'static str,
-    files: Vec<PathBuf>,
-    /// The binlog file on the source server holding the rows, for catch-up.
-    server_file: Option<String>,
-}
-
-async fn root() -> mysql_async::Conn {
-    let address = env("CANAL_TEST_MYSQL_ADDR");
-    let (host, port) = address.rsplit_once(':').unwrap();
-    let opts = OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port.parse().unwrap())
-        .user(Some("root"))
-        .pass(Some(env("CANAL_TEST_MYSQL_ROOT_PASSWORD")))
-        .prefer_socket(false);
-    mysql_async::Conn::new(opts).await.expect("root connection")
-}
-
-/// Makes (or reuses) a binlog file holding exactly the 1M-row workload:
-/// 100 transactions of 10,000 rows into an 8-column table (BIGINT, INT,
-/// VARCHAR x2, DECIMAL, DATETIME(3), ENUM, TEXT).
-async fn mariadb_dataset(cache: &Path) -> Dataset {
-    let mut conn = root().await;
-    let state = cache.join(format!("mariadb-1m-v{DATASET_VERSION}.txt"));
-    let local = cache.join(format!("mariadb-1m-v{DATASET_VERSION}.binlog"));
-    let files: Vec<String> = conn
-        .query("SHOW BINARY LOGS")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row: mysql_async::Row| row.get::<String, _>(0).unwrap())
-        .collect();
-    if let Ok(name) = std::fs::read_to_string(&state)
-        && files.contains(&name)
-        && local.exists()
-    {
-        return Dataset {
-            name: "MariaDB 10.11, 1M-row INSERTs",
-            files: vec![local],
-            server_file: Some(name),
-        };
-    }
-    eprintln!("generating the 1M-row MariaDB binlog (once per environment)...");
-    conn.query_drop(
-        "DROP DATABASE IF EXISTS canal_bench; CREATE DATABASE canal_bench;
-         CREATE TABLE canal_bench.orders (id BIGINT PRIMARY KEY, user_id INT NOT NULL, name VARCHAR(64),
-           email VARCHAR(128), amount DECIMAL(12,2), created DATETIME(3),
-           status ENUM('new','paid','shipped','cancelled'), note TEXT) ENGINE=InnoDB;
-         FLUSH BINARY LOGS",
-    )
-    .await
-    .unwrap();
-    let (file,): (String,) = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .map(|row: mysql_async::Row| (row.get(0).unwrap(),))
-        .unwrap();
-    conn.query_drop("USE canal_bench").await.unwrap();
-    for batch in 0..ROWS / 10_000 {
-        conn.query_drop(format!(
-            "INSERT INTO orders SELECT {batch}*10000+seq, seq % 5000, CONCAT('user-', seq),
-               CONCAT('user', seq, '@example.com'), seq / 100, '2024-01-01 00:00:00.000' + INTERVAL seq SECOND,
-               1 + seq % 4, REPEAT('n', 40 + seq % 60) FROM seq_1_to_10000"
-        ))
-        .await
-        .unwrap();
-    }
-    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
-    let datadir = PathBuf::from(env("CANAL_ENV_DIR")).join("mariadb/data");
-    std::fs::copy(datadir.join(&file), &local).expect("copy the binlog file");
-    std::fs::write(&state, &file).unwrap();
-    Dataset {
-        name: "MariaDB 10.11, 1M-row INSERTs",
-        files: vec![local],
-        server_file: Some(file),
-    }
-}
+use common::{Dataset, ROWS, cache_dir, env, mariadb_dataset, median, runs};
 
 fn fixture_dataset() -> Dataset {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/binlog/mysql8");
@@ -240,7 +143,7 @@ async fn catch_up_once(file: &str, run: usize) -> f64 {
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let cache = dirs_cache();
+    let cache = cache_dir();
     std::fs::create_dir_all(&cache).unwrap();
     let mariadb = runtime.block_on(mariadb_dataset(&cache));
     let datasets = [fixture_dataset(), mariadb];
@@ -323,13 +226,4 @@ fn main() {
         );
         println!("ratio (mariadb-binlog time / ours): {:.2}x", r / ours);
     }
-}
-
-fn dirs_cache() -> PathBuf {
-    std::env::var("CANAL_BENCH_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
-                .join(".cache/canal-operator/bench")
-        })
 }
