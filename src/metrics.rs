@@ -131,7 +131,7 @@ impl prometheus_client::collector::Collector for ServerCollector {
         gauge(
             &mut encoder,
             "canal_binlog_delay_seconds",
-            "Time between now and the binlog time of the last event read",
+            "Seconds between now and the binlog time of the last event read; reset by the source's heartbeats while nothing newer exists",
             &delay,
         )?;
         counter(

@@ -581,49 +581,8 @@ async fn sigterm_flushes_cursors_and_exits_zero() {
         unreachable!()
     };
     let dir = temp_dir("sigterm");
-    let port = free_port();
-    let metrics_port = free_port();
-    std::fs::create_dir_all(dir.join("example")).unwrap();
-    std::fs::write(
-        dir.join("canal.properties"),
-        format!(
-            "canal.ip = 127.0.0.1\ncanal.port = {port}\ncanal.metrics.pull.port = {metrics_port}\ncanal.destinations = example\n\
-             canal.file.data.dir = {}\ncanal.file.flush.period = 3600000\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("example/instance.properties"),
-        format!(
-            "canal.instance.mysql.slaveId = {server_id}\ncanal.instance.master.address = {}\n\
-             canal.instance.dbUsername = {}\ncanal.instance.dbPassword = {}\n\
-             canal.instance.master.journal.name = {journal_name}\ncanal.instance.master.position = {position}\n\
-             canal.instance.filter.regex = {}\\\\..*\n",
-            env.address, env.user, env.password, schema
-        ),
-    )
-    .unwrap();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
-        .arg("--conf")
-        .arg(&dir)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let address = format!("127.0.0.1:{port}");
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(c) =
-            CanalClient::connect(&address, &Login::default(), Duration::from_secs(1)).await
-        {
-            connected = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut client = connected.expect("the server listens");
-    client.subscribe("example", "1001", "").await.unwrap();
+    let ports = write_conf(&env, &dir, server_id, &schema, &journal_name, position, "");
+    let (mut server, mut client) = spawn_server(&dir, &ports).await;
     conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
         .await
         .unwrap();
@@ -647,6 +606,211 @@ async fn sigterm_flushes_cursors_and_exits_zero() {
         meta.contains(r#""clientId":1001"#) && meta.contains(&journal_name),
         "{meta}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+struct Ports {
+    canal: u16,
+    metrics: u16,
+}
+
+/// canal's configuration layout for one destination `example` reading
+/// `schema`, file cursors under `dir`; `extra` is appended to
+/// instance.properties.
+fn write_conf(
+    env: &LiveEnv,
+    dir: &std::path::Path,
+    server_id: u32,
+    schema: &str,
+    journal_name: &str,
+    position: u64,
+    extra: &str,
+) -> Ports {
+    let ports = Ports {
+        canal: free_port(),
+        metrics: free_port(),
+    };
+    std::fs::create_dir_all(dir.join("example")).unwrap();
+    std::fs::write(
+        dir.join("canal.properties"),
+        format!(
+            "canal.ip = 127.0.0.1\ncanal.port = {}\ncanal.metrics.pull.port = {}\ncanal.destinations = example\n\
+             canal.file.data.dir = {}\ncanal.file.flush.period = 3600000\n",
+            ports.canal,
+            ports.metrics,
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("example/instance.properties"),
+        format!(
+            "canal.instance.mysql.slaveId = {server_id}\ncanal.instance.master.address = {}\n\
+             canal.instance.dbUsername = {}\ncanal.instance.dbPassword = {}\n\
+             canal.instance.master.journal.name = {journal_name}\ncanal.instance.master.position = {position}\n\
+             canal.instance.filter.regex = {}\\\\..*\n{extra}",
+            env.address, env.user, env.password, schema
+        ),
+    )
+    .unwrap();
+    ports
+}
+
+/// Starts the canal-server binary on `dir` and subscribes a client as 1001.
+async fn spawn_server(
+    dir: &std::path::Path,
+    ports: &Ports,
+) -> (tokio::process::Child, CanalClient) {
+    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
+        .arg("--conf")
+        .arg(dir)
+        .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{}", ports.canal);
+    let mut connected = None;
+    for _ in 0..100 {
+        if let Ok(c) =
+            CanalClient::connect(&address, &Login::default(), Duration::from_secs(1)).await
+        {
+            connected = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = connected.expect("the server listens");
+    client.subscribe("example", "1001", "").await.unwrap();
+    (server, client)
+}
+
+/// A plain HTTP/1.1 GET: (status code, body).
+async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the metric line starting with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_and_health_describe_the_destination() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("metrics");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let StartPosition::FilePosition {
+        journal_name,
+        position,
+    } = latest(&mut conn).await
+    else {
+        unreachable!()
+    };
+    let dir = temp_dir("metrics");
+    let ports = write_conf(
+        &env,
+        &dir,
+        server_id,
+        &schema,
+        &journal_name,
+        position,
+        "canal.instance.network.heartbeat = 500\n",
+    );
+    let (mut server, mut client) = spawn_server(&dir, &ports).await;
+    assert_eq!(http_get(ports.metrics, "/healthz").await.0, 200);
+    let (status, ready) = http_get(ports.metrics, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["example"]["running"], true, "{ready}");
+    assert_eq!(ready["example"]["clients"], 1, "{ready}");
+
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
+        .await
+        .unwrap();
+    let batches = receive_rows(&mut client, 3, false).await;
+    let (_, text) = http_get(ports.metrics, "/metrics").await;
+    let label = r#"{destination="example",client="1001"}"#;
+    assert_eq!(
+        metric(&text, &format!("canal_client_batches_outstanding{label}")),
+        Some(batches.len() as f64),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"canal_clients_connected{destination="example"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, r#"canal_source_up{destination="example"}"#),
+        Some(1.0)
+    );
+    assert!(metric(&text, r#"canal_store_events{destination="example"}"#).unwrap() > 0.0);
+    assert!(metric(&text, r#"canal_binlog_events_total{destination="example"}"#).unwrap() > 0.0);
+
+    for batch in &batches {
+        client.ack(batch.batch_id).await.unwrap();
+    }
+    // The acks reached the server once a following request was answered.
+    let _ = client.get(10, None).await.unwrap();
+    // canal's cursor is the start of the last transaction end acked.
+    let ack_position = batches
+        .iter()
+        .flat_map(|b| &b.entries)
+        .filter(|e| e.entry_type() == EntryType::Transactionend)
+        .filter_map(|e| e.header.as_ref())
+        .map(|h| h.logfile_offset)
+        .next_back()
+        .expect("the transaction's end arrived");
+    // Idle now: the heartbeats (every 500 ms) bring the delay back to ~0.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, text) = http_get(ports.metrics, "/metrics").await;
+    let acked = metric(
+        &text,
+        &format!(
+            r#"canal_client_acked_position{{destination="example",client="1001",journal="{journal_name}"}}"#
+        ),
+    );
+    assert_eq!(acked, Some(ack_position as f64), "{text}");
+    assert_eq!(
+        metric(&text, &format!("canal_client_batches_outstanding{label}")),
+        Some(0.0)
+    );
+    let delay = metric(
+        &text,
+        r#"canal_binlog_delay_seconds{destination="example"}"#,
+    )
+    .unwrap();
+    assert!(delay < 1.0, "delay {delay} s while idle with heartbeats");
+
+    server.start_kill().unwrap();
+    let _ = server.wait().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

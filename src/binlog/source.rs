@@ -71,7 +71,8 @@ pub struct SourceStats {
     pub bytes: AtomicU64,
     pub entries: AtomicU64,
     pub reconnects: AtomicU64,
-    /// Time of the last event read, ms since the epoch (binlog clock).
+    /// Binlog time of the last event read, or the local time of the last
+    /// heartbeat (the source had nothing newer), ms since the epoch.
     pub last_event_ms: AtomicI64,
     /// When the last event or heartbeat arrived, ms since the epoch (local clock).
     pub last_seen_ms: AtomicI64,
@@ -253,9 +254,13 @@ impl BinlogSource {
                 Ok(Some(Err(error))) => return Err(SourceError::Replica(stream_error(error))),
                 Ok(Some(Ok(event))) => event,
             };
-            self.stats
-                .last_seen_ms
-                .store(jiff::Timestamp::now().as_millisecond(), Ordering::Relaxed);
+            let now_ms = jiff::Timestamp::now().as_millisecond();
+            self.stats.last_seen_ms.store(now_ms, Ordering::Relaxed);
+            if event.header().event_type_raw() == Bt::HEARTBEAT_EVENT as u8 {
+                // The source sends heartbeats only when it has nothing newer:
+                // everything up to now has been read, so there is no delay.
+                self.stats.last_event_ms.store(now_ms, Ordering::Relaxed);
+            }
             self.apply_filter_update();
             if let Some(event) = adapter.place(event)? {
                 self.stats.events.fetch_add(1, Ordering::Relaxed);
