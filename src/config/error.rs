@@ -67,8 +67,13 @@ pub enum ConfigError {
         name: String,
     },
     /// A destination listed in canal.destinations without its instance file.
-    #[error("destination {destination:?} (canal.destinations) has no instance configuration: {} does not exist", path.display())]
-    MissingInstance { destination: String, path: PathBuf },
+    #[error("destination {destination:?} (canal.destinations) has no instance configuration: {} does not exist{hint}", path.display())]
+    MissingInstance {
+        destination: String,
+        path: PathBuf,
+        /// Why the file was looked for there, when canal.conf.dir moved it.
+        hint: String,
+    },
     /// Two settings that cannot both hold.
     #[error("{0}")]
     Conflict(String),

@@ -149,24 +149,13 @@ pub struct InstanceConfig {
     /// `canal.instance.connectionCharset` as given (UTF-8 is the only one
     /// used; others only warn).
     pub connection_charset: String,
-    /// `canal.instance.defaultDatabaseName`.
-    pub default_database_name: Option<String>,
     pub filter_texts: FilterTexts,
     /// The compiled table and column filters.
     pub filter: EventFilter,
     pub switches: FilterSwitches,
     /// `canal.instance.get.ddl.isolation`: a DDL alone in its batch.
     pub get_ddl_isolation: bool,
-    /// `canal.instance.transaction.size` (1024): entries buffered per
-    /// transaction before it is handed on in pieces.
-    pub transaction_size: usize,
     pub memory: MemoryStoreConfig,
-    /// `canal.instance.fallbackIntervalInSeconds` (60): how far to rewind
-    /// when the source server changed.
-    pub fallback_interval: Duration,
-    /// `canal.auto.reset.latest.pos.mode`: jump to the binlog end when the
-    /// saved position no longer exists (loses data).
-    pub auto_reset_latest_pos: bool,
     /// `canal.instance.timezone` (UTC): zone TIMESTAMP values are shown in
     /// (canal uses its JVM's zone).
     pub time_zone: TimeZone,
@@ -176,8 +165,6 @@ pub struct InstanceConfig {
     /// `canal.instance.network.heartbeat` (5000 ms): replication heartbeat
     /// period asked of the source, to notice a dead connection.
     pub heartbeat: Duration,
-    /// `canal.instance.tsdb.enable`: parsed; has no effect (reported).
-    pub tsdb_enable: bool,
 }
 
 impl InstanceConfig {
@@ -344,31 +331,14 @@ impl InstanceConfig {
             db_username,
             db_password,
             connection_charset,
-            default_database_name: layers.string("canal.instance.defaultDatabaseName")?,
             filter_texts,
             filter,
             switches,
             get_ddl_isolation: layers.bool("canal.instance.get.ddl.isolation", false)?,
-            transaction_size: layers.number(
-                "canal.instance.transaction.size",
-                1024,
-                1,
-                1 << 30,
-                "a positive number of entries",
-            )? as usize,
             memory,
-            fallback_interval: Duration::from_secs(layers.number(
-                "canal.instance.fallbackIntervalInSeconds",
-                60,
-                0,
-                u64::from(u32::MAX),
-                "a number of seconds",
-            )?),
-            auto_reset_latest_pos: layers.bool("canal.auto.reset.latest.pos.mode", false)?,
             time_zone,
             enum_set_labels: layers.bool("canal.instance.enum.set.labels", false)?,
             heartbeat: layers.millis("canal.instance.network.heartbeat", 5000, 1)?,
-            tsdb_enable: layers.bool("canal.instance.tsdb.enable", false)?,
         })
     }
 }

@@ -45,7 +45,6 @@ pub(crate) const INSTANCE_KEYS: &[&str] = &[
     "canal.instance.dbUsername",
     "canal.instance.dbPassword",
     "canal.instance.connectionCharset",
-    "canal.instance.defaultDatabaseName",
     "canal.instance.enableDruid",
     "canal.instance.filter.regex",
     "canal.instance.filter.black.regex",
@@ -64,9 +63,6 @@ pub(crate) const INSTANCE_KEYS: &[&str] = &[
     "canal.instance.memory.buffer.memunit",
     "canal.instance.memory.batch.mode",
     "canal.instance.get.ddl.isolation",
-    "canal.instance.transaction.size",
-    "canal.instance.fallbackIntervalInSeconds",
-    "canal.auto.reset.latest.pos.mode",
     "canal.instance.timezone",
     "canal.instance.enum.set.labels",
     "canal.instance.network.heartbeat",
@@ -86,6 +82,12 @@ const SILENT_KEYS: &[&str] = &[
     "canal.instance.binlog.image",
     "canal.instance.pwdPublicKey",
     "canal.auto.scan.interval",
+    // The replica connection needs no default database.
+    "canal.instance.defaultDatabaseName",
+    // The size of canal's parser-side transaction buffer.
+    "canal.instance.transaction.size",
+    // Only used when failing over to a standby source, which is reported.
+    "canal.instance.fallbackIntervalInSeconds",
 ];
 
 /// A family of canal keys this server does not implement. Set to anything
@@ -181,6 +183,13 @@ const NO_EFFECT: &[NoEffect] = &[
         harmless: &["false"],
         gate: None,
         why: "instance directories are read once at start-up; restart the server to apply changes",
+    },
+    NoEffect {
+        key: "canal.auto.reset.latest.pos.mode",
+        harmless: &["false"],
+        gate: None,
+        why: "a cursor the source no longer has stops the destination with an error instead of \
+              silently skipping to the binlog end; reset the cursor (docs/operations.md)",
     },
     NoEffect {
         key: "canal.withoutNetty",

@@ -88,7 +88,7 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
         },
         destination: None,
     };
-    let mut server = ServerConfig::read(&server_layers, conf_dir, &mut warnings)?;
+    let mut server = ServerConfig::read(&server_layers, conf_dir)?;
     if server.destinations.is_empty() {
         server.destinations = scan_destinations(&server.conf_dir)?;
     }
@@ -97,9 +97,23 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
     for destination in &server.destinations {
         let path = server.conf_dir.join(destination).join(INSTANCE_FILE);
         if !path.is_file() {
+            let hint = if server.conf_dir == conf_dir {
+                String::new()
+            } else {
+                // canal resolves a relative canal.conf.dir from its bin/
+                // directory; here it is relative to --conf, so canal's stock
+                // `../conf` only fits a directory that is itself called conf.
+                format!(
+                    " (instance directories are looked for in canal.conf.dir = {}; \
+                     remove canal.conf.dir to use {})",
+                    server.conf_dir.display(),
+                    conf_dir.display()
+                )
+            };
             return Err(ConfigError::MissingInstance {
                 destination: destination.clone(),
                 path,
+                hint,
             });
         }
         let props = read_properties(&path)?;
@@ -127,6 +141,25 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
                  canal.instance.{destination}.spring.xml) but canal.zkServers is not set; \
                  set canal.zkServers or use classpath:spring/file-instance.xml"
             )));
+        }
+        if storage != StorageProfile::ZooKeeper && server.zookeeper.servers.is_some() {
+            // canal would keep these cursors on one host's disk (or in memory),
+            // where a server taking over the destination cannot read them.
+            warnings.push(format!(
+                "destination {destination:?}: the storage profile ({}) keeps cursors {} in canal; \
+                 with canal.zkServers set, canal-server keeps them in ZooKeeper so that any \
+                 server can resume the destination",
+                if storage == StorageProfile::File {
+                    "file-instance.xml"
+                } else {
+                    "memory-instance.xml"
+                },
+                if storage == StorageProfile::File {
+                    "on local disk"
+                } else {
+                    "in memory"
+                },
+            ));
         }
         let data_dir = server
             .file_data_dir

@@ -141,11 +141,7 @@ fn valid_destination(name: &str) -> bool {
 }
 
 impl ServerConfig {
-    pub(crate) fn read(
-        layers: &Layers,
-        config_dir: &Path,
-        warnings: &mut Vec<String>,
-    ) -> Result<Self, ConfigError> {
+    pub(crate) fn read(layers: &Layers, config_dir: &Path) -> Result<Self, ConfigError> {
         if let Some(mode) = layers.get("canal.serverMode")? {
             let text = mode.value.trim();
             if !text.is_empty() && !text.eq_ignore_ascii_case("tcp") {
@@ -183,12 +179,6 @@ impl ServerConfig {
                     .then(|| Some(t.to_ascii_lowercase()))
             },
         )?;
-        if passwd.is_some() && user.is_none() {
-            warnings.push(
-                "canal.passwd has no effect without canal.user: clients are not authenticated"
-                    .to_owned(),
-            );
-        }
 
         let zookeeper = ZookeeperConfig {
             servers: layers.string("canal.zkServers")?,
@@ -219,9 +209,13 @@ impl ServerConfig {
         )?;
 
         Ok(ServerConfig {
-            ip: layers
-                .string("canal.ip")?
-                .unwrap_or_else(|| "0.0.0.0".to_owned()),
+            ip: layers.parse(
+                "canal.ip",
+                "0.0.0.0".to_owned(),
+                "an IP address of this host to listen on, such as 0.0.0.0 or 10.0.0.5 \
+                 (host names are not resolved)",
+                |t| t.parse::<std::net::IpAddr>().ok().map(|_| t.to_owned()),
+            )?,
             register_ip: layers.string("canal.register.ip")?,
             port: layers.port("canal.port", 11111)?,
             metrics_port: layers.port("canal.metrics.pull.port", 11112)?,

@@ -159,7 +159,6 @@ fn seed_configuration_loads_unchanged() {
     assert_eq!(example.db_username, "canal");
     assert_eq!(example.db_password, "canal");
     assert_eq!(example.connection_charset, "UTF-8");
-    assert_eq!(example.default_database_name, None);
     assert_eq!(example.filter_texts.regex, r".*\..*");
     assert_eq!(example.filter_texts.black_regex, r"mysql\.slave_.*");
     assert_eq!(example.filter_texts.field, "");
@@ -181,13 +180,9 @@ fn seed_configuration_loads_unchanged() {
         }
     );
     assert!(!example.get_ddl_isolation);
-    assert_eq!(example.transaction_size, 1024);
-    assert_eq!(example.fallback_interval, Duration::from_secs(60));
-    assert!(!example.auto_reset_latest_pos);
     assert_eq!(example.time_zone, jiff::tz::TimeZone::UTC);
     assert!(!example.enum_set_labels);
     assert_eq!(example.heartbeat, Duration::from_millis(5000));
-    assert!(!example.tsdb_enable);
 
     let options = example.decoder_options();
     assert!(!options.gtid_header && !options.filter_rows && !options.values.enum_set_labels);
@@ -234,7 +229,7 @@ fn precedence_instance_over_global_over_default() {
     let server = format!(
         "{}canal.instance.memory.buffer.size = 1024\n\
          canal.instance.filter.query.ddl = true\n\
-         canal.instance.transaction.size = 10\n\
+         canal.instance.memory.buffer.memunit = 512\n\
          canal.file.data.dir = ${{canal.conf.dir:..}}/data\n",
         SEED_SERVER.replace(
             "canal.destinations = example",
@@ -246,7 +241,7 @@ fn precedence_instance_over_global_over_default() {
             "example",
             "canal.instance.master.address=a:1\n\
              canal.instance.dbUsername=u\n\
-             canal.instance.transaction.size=20\n\
+             canal.instance.memory.buffer.memunit=2048\n\
              canal.instance.filter.black.regex=\n",
         )
         .instance(
@@ -263,10 +258,7 @@ fn precedence_instance_over_global_over_default() {
     assert_eq!(example.memory.buffer_size, 1024);
     assert_eq!(orders.memory.buffer_size, 1024);
     assert!(example.switches.query_ddl && !orders.switches.query_ddl);
-    assert_eq!(
-        (example.transaction_size, orders.transaction_size),
-        (20, 10)
-    );
+    assert_eq!((example.memory.memunit, orders.memory.memunit), (2048, 512));
     // Explicitly empty black filter: nothing excluded.
     assert_eq!(example.filter_texts.black_regex, "");
     assert!(example.filter.tables.matches("mysql", "slave_master_info"));
@@ -372,6 +364,25 @@ fn invalid_values_name_key_file_and_line() {
         )),
         "{err}"
     );
+    assert_eq!(
+        conf.error(&[("canal.ip", "canal-0.canal")]),
+        "canal.ip = \"canal-0.canal\" in environment variable canal.ip: expected an IP address \
+         of this host to listen on, such as 0.0.0.0 or 10.0.0.5 (host names are not resolved)"
+    );
+    assert_eq!(conf.load(&[("canal.ip", "::1")]).unwrap().server.ip, "::1");
+
+    // canal's stock canal.conf.dir under a --conf directory not called conf.
+    let err = conf.error(&[("canal.conf.dir", "../conf")]);
+    assert!(
+        err.starts_with(
+            "destination \"example\" (canal.destinations) has no instance configuration"
+        ) && err.ends_with(&format!(
+            "; remove canal.conf.dir to use {})",
+            conf.path().display()
+        )),
+        "{err}"
+    );
+
     let err = conf.error(&[("canal.instance.filter.field", "no-colon")]);
     assert!(err.starts_with("canal.instance.filter.field = "), "{err}");
 
@@ -674,7 +685,6 @@ canal.instance.multi.stream.on=false
     assert_eq!(config.server.zookeeper.servers, None);
     assert_eq!(config.server.conf_dir, conf_dir.join("../conf"));
     assert_eq!(config.instances[0].slave_id, 0);
-    assert!(config.instances[0].tsdb_enable);
     assert_eq!(config.instances[0].start, None);
     assert_eq!(
         config.instances[0].data_dir,
@@ -709,6 +719,33 @@ canal.instance.multi.stream.on=false
             "{warning}\nwanted {prefix}"
         );
     }
+}
+
+#[test]
+fn zookeeper_keeps_cursors_whatever_the_profile_says() {
+    let conf = seed();
+    let config = conf
+        .load(&[(
+            "canal.instance.global.spring.xml",
+            "classpath:spring/file-instance.xml",
+        )])
+        .unwrap();
+    assert_eq!(
+        config.warnings,
+        vec![
+            "destination \"example\": the storage profile (file-instance.xml) keeps cursors on \
+             local disk in canal; with canal.zkServers set, canal-server keeps them in ZooKeeper \
+             so that any server can resume the destination"
+                .to_owned()
+        ]
+    );
+    let config = conf
+        .load(&[(
+            "canal.instance.global.spring.xml",
+            "classpath:spring/default-instance.xml",
+        )])
+        .unwrap();
+    assert_eq!(config.warnings, Vec::<String>::new());
 }
 
 #[test]
