@@ -1,6 +1,7 @@
 //! MariaDB → canal-server → clients: our client and canal's own Java client
 //! (Maven Central com.alibaba.otter:canal.client 1.1.8), rollback,
-//! restart from cursors, backpressure, ZooKeeper cursor layout, SIGTERM.
+//! restart from cursors, backpressure, ZooKeeper cursor layout, SIGTERM,
+//! metrics, and `tail --zk` following the running server.
 
 mod common;
 
@@ -607,6 +608,172 @@ async fn sigterm_flushes_cursors_and_exits_zero() {
         "{meta}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Creates `path` and its missing parents (persistent) with `data` on the
+/// last node, in `mode`.
+async fn zk_create_all(
+    zookeeper: &zookeeper_client::Client,
+    path: &str,
+    data: &[u8],
+    mode: zookeeper_client::CreateMode,
+) {
+    let mut prefix = String::new();
+    let parts: Vec<_> = path.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        prefix.push('/');
+        prefix.push_str(part);
+        let last = i + 1 == parts.len();
+        let options = if last {
+            mode.with_acls(zookeeper_client::Acls::anyone_all())
+        } else {
+            zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
+        };
+        match zookeeper
+            .create(&prefix, if last { data } else { b"" }, &options)
+            .await
+        {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(error) => panic!("create {prefix}: {error}"),
+        }
+    }
+}
+
+/// `tail --zk` finds the server named in `{dest}/running` and, when that
+/// server goes away and `running` names another, follows it; with cursors
+/// in ZooKeeper the second server resumes where the client acked.
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_follows_the_running_node_across_servers() {
+    use tokio::io::AsyncBufReadExt;
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env");
+    let zookeeper = zookeeper_client::Client::connect(&servers)
+        .await
+        .expect("ZooKeeper ensemble");
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("tailzk");
+    let destination = format!("tail{server_id}");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let start = latest(&mut conn).await;
+    let cursors =
+        || -> SharedCursorStore { Arc::new(ZkCursors::new(zookeeper.clone(), &destination)) };
+    let first = start_server_with(
+        settings(&env, server_id, &destination, &schema, start.clone()),
+        cursors(),
+        Credentials::default(),
+    )
+    .await;
+    let running = format!("/otter/canal/destinations/{destination}/running");
+    let owner = |address: std::net::SocketAddr| {
+        format!(r#"{{"active":true,"address":"{address}","cid":1}}"#).into_bytes()
+    };
+    zk_create_all(
+        &zookeeper,
+        &running,
+        &owner(first.address),
+        zookeeper_client::CreateMode::Ephemeral,
+    )
+    .await;
+
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
+        .args([
+            "tail",
+            "--zk",
+            &servers,
+            "--destination",
+            &destination,
+            "--json",
+            "--count",
+            "4",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut ids = Vec::new();
+    // Reads until `until` rows and the end of their transaction were
+    // printed; returns that end's offset (the cursor an ack of it leaves).
+    let mut read_ids = async |ids: &mut Vec<String>, until: usize| -> u64 {
+        loop {
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("tail prints within the deadline")
+                .unwrap()
+                .expect("tail still running");
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if let Some(rows) = entry["rowChange"]["rowDatas"].as_array() {
+                for row in rows {
+                    ids.push(row["afterColumns"][0]["value"].as_str().unwrap().to_owned());
+                }
+            }
+            if entry["entryType"] == "TRANSACTIONEND" && ids.len() >= until {
+                return entry["header"]["logfileOffset"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+            }
+        }
+    };
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
+        .await
+        .unwrap();
+    let end = read_ids(&mut ids, 2).await;
+    // tail acks after printing; with flush period 0 the ack lands in
+    // ZooKeeper at once. Wait for it so the hand-over is clean.
+    let cursor = format!("/otter/canal/destinations/{destination}/1001/cursor");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let acked = match zookeeper.get_data(&cursor).await {
+            Ok((json, _)) => serde_json::from_slice::<serde_json::Value>(&json).unwrap()["postion"]
+                ["position"]
+                .as_u64(),
+            Err(_) => None,
+        };
+        if acked == Some(end) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client's ack reached ZooKeeper: {acked:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Hand-over: the first server stops (flushing the acked cursor), a
+    // second one starts from the cursors in ZooKeeper and takes `running`.
+    first.shutdown().await;
+    let second = start_server_with(
+        settings(&env, server_id + 1, &destination, &schema, start),
+        cursors(),
+        Credentials::default(),
+    )
+    .await;
+    zookeeper
+        .set_data(&running, &owner(second.address), None)
+        .await
+        .unwrap();
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (3), (4)"))
+        .await
+        .unwrap();
+    read_ids(&mut ids, 4).await;
+    assert_eq!(ids, ["1", "2", "3", "4"], "every row once, in order");
+    let status = tokio::time::timeout(WAIT, tail.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "tail exits 0 after --count rows: {status:?}"
+    );
+    second.shutdown().await;
+    let _ = zookeeper.delete(&running, None).await;
 }
 
 struct Ports {
