@@ -15,6 +15,7 @@ pub mod binlog;
 pub mod client;
 pub mod config;
 pub mod cursor;
+pub mod ha;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

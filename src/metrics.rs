@@ -7,6 +7,8 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+
+use crate::ha::Role;
 use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
@@ -60,8 +62,30 @@ impl prometheus_client::collector::Collector for ServerCollector {
             (Vec::new(), Vec::new(), Vec::new());
         let (mut position, mut up, mut connected) = (Vec::new(), Vec::new(), Vec::new());
         let (mut acked, mut acked_time, mut outstanding) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, instance) in &self.shared.instances {
+        let (mut role, mut terms, mut fencings, mut failover) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (name, slot) in &self.shared.destinations {
             let destination = || vec![("destination", name.clone())];
+            let ha = slot.ha();
+            let current = ha.role();
+            for candidate in [Role::Active, Role::Standby, Role::Fenced, Role::Standalone] {
+                role.push((
+                    vec![
+                        ("destination", name.clone()),
+                        ("role", candidate.as_str().into()),
+                    ],
+                    if current == candidate { 1.0 } else { 0.0 },
+                ));
+            }
+            terms.push((destination(), ha.terms()));
+            fencings.push((destination(), ha.fencings()));
+            if let Some(seconds) = ha.last_failover_seconds() {
+                failover.push((destination(), seconds));
+            }
+            // The rest describes the serving instance: active servers only.
+            let Some(instance) = slot.instance() else {
+                continue;
+            };
             let stats = instance.stats();
             let last = stats.last_event_ms.load(Relaxed);
             if last > 0 {
@@ -128,6 +152,30 @@ impl prometheus_client::collector::Collector for ServerCollector {
                 }
             }
         }
+        gauge(
+            &mut encoder,
+            "canal_ha_role",
+            "1 for the destination's current role on this server (active, standby, fenced, standalone)",
+            &role,
+        )?;
+        counter(
+            &mut encoder,
+            "canal_ha_terms",
+            "Times this server became the destination's active server",
+            &terms,
+        )?;
+        counter(
+            &mut encoder,
+            "canal_ha_fencings",
+            "Times this server stopped serving the destination without a planned release",
+            &fencings,
+        )?;
+        gauge(
+            &mut encoder,
+            "canal_ha_last_failover_seconds",
+            "Last takeover by this server: from seeing the previous owner's running node vanish to serving",
+            &failover,
+        )?;
         gauge(
             &mut encoder,
             "canal_binlog_delay_seconds",
@@ -245,18 +293,30 @@ async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, "ok\n")
 }
 
+/// Ready: every destination is served here with its source running, or is
+/// on standby, ready to take over. A fenced destination (ZooKeeper cannot
+/// confirm this server's session) is not ready.
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let mut ready = true;
     let mut body = serde_json::Map::new();
-    for (name, instance) in &state.shared.instances {
-        let running = instance.is_running();
-        ready &= running;
+    for (name, destination) in &state.shared.destinations {
+        let role = destination.ha().role();
+        let instance = destination.instance();
+        let running = instance.as_ref().is_some_and(|i| i.is_running());
+        ready &= match role {
+            Role::Active | Role::Standalone => running,
+            Role::Standby => true,
+            Role::Fenced => false,
+        };
         body.insert(
             name.clone(),
             serde_json::json!({
+                "role": role.as_str(),
                 "running": running,
-                "error": instance.failure(),
-                "clients": instance.connected(),
+                "error": instance.as_ref().and_then(|i| i.failure()),
+                "clients": instance.as_ref().map_or(0, |i| i.connected()),
+                "terms": destination.ha().terms(),
+                "lastFenceReason": destination.ha().last_fence_reason(),
             }),
         );
     }

@@ -22,7 +22,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "canal.zookeeper.flush.period",
     "canal.zookeeper.session.timeout",
     "canal.zookeeper.connection.timeout",
-    "canal.zookeeper.reconnect.delay",
+    "canal.zookeeper.race.delay",
     "canal.zookeeper.fence.fraction",
     "canal.destinations",
     "canal.conf.dir",

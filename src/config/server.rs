@@ -66,10 +66,11 @@ pub struct ZookeeperConfig {
     pub session_timeout: Duration,
     /// `canal.zookeeper.connection.timeout` (3000 ms).
     pub connection_timeout: Duration,
-    /// `canal.zookeeper.reconnect.delay` (1000 ms): how long a server that
-    /// was not the previous owner waits before racing for a released
-    /// destination, so the previous owner wins a quick reconnect.
-    pub reconnect_delay: Duration,
+    /// `canal.zookeeper.race.delay` (200 ms): how long a server that was
+    /// not the previous owner waits before racing for a vanished `running`
+    /// node, so the previous owner wins after a quick reconnect (canal: a
+    /// fixed 5 s). A planned release skips it.
+    pub race_delay: Duration,
     /// `canal.zookeeper.fence.fraction` (0.5, in (0, 1)): the share of the
     /// session timeout after which an owner that cannot reach ZooKeeper
     /// stops serving, before its session can expire and another server
@@ -185,7 +186,7 @@ impl ServerConfig {
             flush_period: layers.millis("canal.zookeeper.flush.period", 1000, 0)?,
             session_timeout: layers.millis("canal.zookeeper.session.timeout", 6000, 1)?,
             connection_timeout: layers.millis("canal.zookeeper.connection.timeout", 3000, 1)?,
-            reconnect_delay: layers.millis("canal.zookeeper.reconnect.delay", 1000, 0)?,
+            race_delay: layers.millis("canal.zookeeper.race.delay", 200, 0)?,
             fence_fraction: layers.parse(
                 "canal.zookeeper.fence.fraction",
                 0.5,

@@ -132,10 +132,7 @@ fn seed_configuration_loads_unchanged() {
         server.zookeeper.connection_timeout,
         Duration::from_millis(3000)
     );
-    assert_eq!(
-        server.zookeeper.reconnect_delay,
-        Duration::from_millis(1000)
-    );
+    assert_eq!(server.zookeeper.race_delay, Duration::from_millis(200));
     assert_eq!(server.zookeeper.fence_fraction, 0.5);
     assert_eq!(server.destinations, vec!["example".to_owned()]);
     assert_eq!(server.conf_dir, conf.path());

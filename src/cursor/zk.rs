@@ -7,9 +7,11 @@
 //! /otter/canal/destinations/{dest}/{cid}/filter   raw UTF-8 filter text
 //! ```
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
+
+use crate::ha::ZkSession;
 
 use super::{ClientRecord, CursorError, CursorRecord, CursorStore, json as cursor_json};
 use crate::store::ClientId;
@@ -20,16 +22,26 @@ pub const DESTINATIONS: &str = "/otter/canal/destinations";
 /// One destination's client nodes.
 #[derive(Debug, Clone)]
 pub struct ZkCursors {
-    client: Client,
+    session: Arc<ZkSession>,
     destination: String,
 }
 
 impl ZkCursors {
+    /// Cursors through a fixed client (tools and tests).
     pub fn new(client: Client, destination: &str) -> Self {
+        Self::with_session(ZkSession::from_client(client), destination)
+    }
+
+    /// Cursors through the process's session, whichever client is current.
+    pub fn with_session(session: Arc<ZkSession>, destination: &str) -> Self {
         ZkCursors {
-            client,
+            session,
             destination: destination.to_owned(),
         }
+    }
+
+    fn client(&self) -> Client {
+        self.session.client()
     }
 
     fn destination_path(&self) -> String {
@@ -50,7 +62,7 @@ impl ZkCursors {
     /// Creates a persistent node and its parents when missing.
     async fn ensure(&self, path: &str) -> Result<(), CursorError> {
         let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        match self.client.mkdir(path, &options).await {
+        match self.client().mkdir(path, &options).await {
             Ok(()) | Err(ZkError::NodeExists) => Ok(()),
             Err(e) => Err(Self::error(path, e)),
         }
@@ -58,18 +70,18 @@ impl ZkCursors {
 
     /// Writes `data` to a persistent node, creating it when missing.
     async fn put(&self, path: &str, data: &[u8]) -> Result<(), CursorError> {
-        match self.client.set_data(path, data, None).await {
+        match self.client().set_data(path, data, None).await {
             Ok(_) => Ok(()),
             Err(ZkError::NoNode) => {
                 if let Some((parent, _)) = path.rsplit_once('/') {
                     self.ensure(parent).await?;
                 }
                 let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                match self.client.create(path, data, &options).await {
+                match self.client().create(path, data, &options).await {
                     Ok(_) => Ok(()),
                     // Created concurrently: write over it.
                     Err(ZkError::NodeExists) => self
-                        .client
+                        .client()
                         .set_data(path, data, None)
                         .await
                         .map(|_| ())
@@ -82,7 +94,7 @@ impl ZkCursors {
     }
 
     async fn get(&self, path: &str) -> Result<Option<Vec<u8>>, CursorError> {
-        match self.client.get_data(path).await {
+        match self.client().get_data(path).await {
             Ok((data, _)) => Ok(Some(data)),
             Err(ZkError::NoNode) => Ok(None),
             Err(e) => Err(Self::error(path, e)),
@@ -91,7 +103,7 @@ impl ZkCursors {
 
     /// Deletes a node and everything below it.
     async fn delete_tree(&self, path: &str) -> Result<(), CursorError> {
-        let children = match self.client.list_children(path).await {
+        let children = match self.client().list_children(path).await {
             Ok(children) => children,
             Err(ZkError::NoNode) => return Ok(()),
             Err(e) => return Err(Self::error(path, e)),
@@ -99,7 +111,7 @@ impl ZkCursors {
         for child in children {
             Box::pin(self.delete_tree(&format!("{path}/{child}"))).await?;
         }
-        match self.client.delete(path, None).await {
+        match self.client().delete(path, None).await {
             Ok(()) | Err(ZkError::NoNode) => Ok(()),
             Err(e) => Err(Self::error(path, e)),
         }
@@ -110,7 +122,7 @@ impl ZkCursors {
 impl CursorStore for ZkCursors {
     async fn load(&self) -> Result<BTreeMap<ClientId, ClientRecord>, CursorError> {
         let path = self.destination_path();
-        let children = match self.client.list_children(&path).await {
+        let children = match self.client().list_children(&path).await {
             Ok(children) => children,
             Err(ZkError::NoNode) => return Ok(BTreeMap::new()),
             Err(e) => return Err(Self::error(&path, e)),

@@ -33,6 +33,7 @@ use crate::{
         source::{BinlogSource, SourceConfig, SourceError, SourceStats},
     },
     cursor::{ClientRecord, CursorError, CursorRecord, SharedCursorStore},
+    ha::Lease,
     protocol::entry::EventType,
     store::{AckError, Batch, ClientId, EventStore, StoreConfig, StoreError, StoredEvent, Wait},
 };
@@ -64,6 +65,8 @@ pub enum InstanceError {
     Cursor(#[from] CursorError),
     #[error("filter `{filter}` is not valid: {reason}")]
     Filter { filter: String, reason: String },
+    #[error("this server is no longer the active server of the destination")]
+    NotActive,
 }
 
 /// A running destination.
@@ -76,6 +79,8 @@ pub struct Instance {
     latest: Mutex<BTreeMap<ClientId, CursorRecord>>,
     filter: watch::Sender<Arc<EventFilter>>,
     stats: Arc<SourceStats>,
+    /// While it holds, this server may serve and write cursors.
+    lease: Arc<Lease>,
     /// Set when the source stopped with an error only an operator can fix.
     failed: Mutex<Option<String>>,
     running: AtomicBool,
@@ -112,10 +117,12 @@ fn minimum_cursor(clients: &BTreeMap<ClientId, ClientRecord>) -> Option<&CursorR
 }
 
 impl Instance {
-    /// Loads the clients' cursors and starts the source.
+    /// Loads the clients' cursors and starts the source. The instance
+    /// serves and writes cursors only while `lease` holds.
     pub async fn start(
         settings: InstanceSettings,
         cursors: SharedCursorStore,
+        lease: Arc<Lease>,
         parent: &CancellationToken,
     ) -> Result<Arc<Instance>, InstanceError> {
         let destination = settings.destination.clone();
@@ -194,6 +201,7 @@ impl Instance {
             ),
             filter: filter_sender,
             stats,
+            lease,
             failed: Mutex::new(None),
             running: AtomicBool::new(true),
             connected: std::sync::atomic::AtomicI64::new(0),
@@ -354,7 +362,19 @@ impl Instance {
         fetch_size: i32,
         wait: Wait,
     ) -> Result<Option<Batch>, StoreError> {
-        self.store.get(client, fetch_size, wait).await
+        let batch = self.store.get(client, fetch_size, wait).await?;
+        // Checked after the wait, right before the reply leaves: a server
+        // that lost its lease (even one just woken from a freeze) sends
+        // nothing more.
+        if !self.lease.is_valid() {
+            return Err(StoreError::Closed);
+        }
+        Ok(batch)
+    }
+
+    /// Cancelled when the instance stops: sessions subscribed here close.
+    pub fn stopped(&self) -> CancellationToken {
+        self.cancel.clone()
     }
 
     /// Acknowledges a batch and moves the client's cursor to its ack point.
@@ -370,6 +390,9 @@ impl Instance {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(client, record.clone());
             if self.settings.flush_period.is_zero() {
+                if !self.lease.is_valid() {
+                    return Err(InstanceError::NotActive);
+                }
                 self.cursors.save_cursor(client, &record).await?;
             } else {
                 self.pending
@@ -404,6 +427,10 @@ impl Instance {
 
     /// Writes acknowledged cursors not yet persisted.
     pub async fn flush(&self) -> Result<(), InstanceError> {
+        if !self.lease.is_valid() {
+            // Another server may be active by now and own the cursors.
+            return Err(InstanceError::NotActive);
+        }
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for (client, record) in &pending {
             if let Err(error) = self.cursors.save_cursor(*client, record).await {
@@ -436,16 +463,23 @@ impl Instance {
             .unwrap_or(3306)
     }
 
-    /// Stops the source, flushes cursors, wakes waiting sessions.
+    /// Stops the source, flushes cursors, closes the sessions subscribed here.
     pub async fn stop(&self) {
+        self.halt().await;
+        if let Err(error) = self.flush().await {
+            tracing::error!(destination = %self.settings.destination, %error, "could not flush cursors on stop");
+        }
+    }
+
+    /// Stops the source and closes the sessions subscribed here, writing
+    /// nothing.
+    pub async fn halt(&self) {
         self.cancel.cancel();
+        self.running.store(false, Ordering::Relaxed);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         self.store.close();
         for task in tasks {
             let _ = task.await;
-        }
-        if let Err(error) = self.flush().await {
-            tracing::error!(destination = %self.settings.destination, %error, "could not flush cursors on stop");
         }
     }
 }

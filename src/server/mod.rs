@@ -1,6 +1,7 @@
 //! The canal server: destinations (instances) and the TCP listener that
 //! serves canal clients.
 
+pub mod destination;
 pub mod instance;
 pub mod session;
 
@@ -9,22 +10,26 @@ use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use destination::Destination;
 pub use instance::{Instance, InstanceSettings};
 
-use crate::protocol::auth::Credentials;
+use crate::{
+    ha::{self, Election, Lease, Role, ZkSession},
+    protocol::auth::Credentials,
+};
 
-/// What sessions share: the destinations this process serves and the
+/// What sessions share: the destinations this process can run and the
 /// client credentials.
 #[derive(Debug)]
 pub struct ServerShared {
-    pub instances: BTreeMap<String, Arc<Instance>>,
+    pub destinations: BTreeMap<String, Arc<Destination>>,
     pub credentials: Credentials,
 }
 
 impl ServerShared {
-    /// The instance serving `destination`, if this server runs it.
+    /// The instance serving `destination`, if this server is active for it.
     pub fn instance(&self, destination: &str) -> Option<Arc<Instance>> {
-        self.instances.get(destination).cloned()
+        self.destinations.get(destination)?.instance()
     }
 }
 
@@ -88,6 +93,15 @@ pub struct StartOptions {
     pub metrics_bind: Option<SocketAddr>,
     pub credentials: Credentials,
     pub instances: Vec<(InstanceSettings, crate::cursor::SharedCursorStore)>,
+    /// With ZooKeeper: race for each destination instead of serving at once.
+    pub ha: Option<HaOptions>,
+}
+
+/// How this server takes part in the race.
+pub struct HaOptions {
+    pub zk: Arc<ZkSession>,
+    /// The registered `ip:port` (see [`ha::address`]).
+    pub address: String,
 }
 
 /// A started server.
@@ -98,24 +112,37 @@ pub struct RunningServer {
     pub metrics_address: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Elections and member registration, stopped first on shutdown.
+    ha_shutdown: CancellationToken,
+    ha_tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-/// Starts every destination, then listens for clients and metrics.
+/// Starts every destination (or, with ZooKeeper, the race for each), then
+/// listens for clients and metrics.
 pub async fn start(options: StartOptions) -> Result<RunningServer, StartError> {
     let cancel = CancellationToken::new();
-    let mut instances = BTreeMap::new();
+    let role = if options.ha.is_some() {
+        Role::Standby
+    } else {
+        Role::Standalone
+    };
+    let mut destinations = BTreeMap::new();
     for (settings, cursors) in options.instances {
         let name = settings.destination.clone();
-        let instance = Instance::start(settings, cursors, &cancel)
-            .await
-            .map_err(|source| StartError::Instance {
-                destination: name.clone(),
-                source,
-            })?;
-        instances.insert(name, instance);
+        let destination = Arc::new(Destination::new(settings, cursors, role, cancel.clone()));
+        if options.ha.is_none() {
+            destination
+                .start(Lease::forever())
+                .await
+                .map_err(|source| StartError::Instance {
+                    destination: name.clone(),
+                    source,
+                })?;
+        }
+        destinations.insert(name, destination);
     }
     let shared = Arc::new(ServerShared {
-        instances,
+        destinations,
         credentials: options.credentials,
     });
     let listener = bind(options.bind).await?;
@@ -144,13 +171,34 @@ pub async fn start(options: StartOptions) -> Result<RunningServer, StartError> {
             cancel.clone(),
         )));
     }
-    tracing::info!(%address, metrics = ?metrics_address, destinations = shared.instances.len(), "canal server listening");
+    tracing::info!(%address, metrics = ?metrics_address, destinations = shared.destinations.len(), "canal server listening");
+    let ha_shutdown = CancellationToken::new();
+    let mut ha_tasks = Vec::new();
+    if let Some(ha) = options.ha {
+        // Listening first: a server must be reachable before it can win.
+        let mut members = vec![ha::nodes::server_member(&ha.address)];
+        for destination in shared.destinations.values() {
+            members.push(ha::nodes::destination_member(
+                destination.name(),
+                &ha.address,
+            ));
+            let election = Election::new(destination.clone(), ha.zk.clone(), &ha.address);
+            ha_tasks.push(tokio::spawn(election.run(ha_shutdown.clone())));
+        }
+        ha_tasks.push(tokio::spawn(ha::membership::maintain(
+            ha.zk.clone(),
+            members,
+            ha_shutdown.clone(),
+        )));
+    }
     Ok(RunningServer {
         shared,
         address,
         metrics_address,
         cancel,
         tasks,
+        ha_shutdown,
+        ha_tasks,
     })
 }
 
@@ -167,15 +215,20 @@ pub enum StartError {
 }
 
 impl RunningServer {
-    /// Graceful stop: stop accepting, close sessions, stop every source and
-    /// flush every cursor.
+    /// Graceful stop: active destinations flush their cursors and release
+    /// `running` first (a standby takes over at once), then the server stops
+    /// accepting, closes sessions, stops every source and flushes the rest.
     pub async fn shutdown(self) {
+        self.ha_shutdown.cancel();
+        for task in self.ha_tasks {
+            let _ = task.await;
+        }
         self.cancel.cancel();
         for task in self.tasks {
             let _ = task.await;
         }
-        for instance in self.shared.instances.values() {
-            instance.stop().await;
+        for destination in self.shared.destinations.values() {
+            destination.stop().await;
         }
         tracing::info!("canal server stopped");
     }

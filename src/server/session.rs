@@ -82,10 +82,8 @@ pub async fn serve(
     if let Err(reason) = session.run(&mut writer, &mut incoming, &cancel).await {
         tracing::debug!(%peer, %reason, "client connection closed");
     }
-    for (destination, _) in &session.subscriptions {
-        if let Some(instance) = session.shared.instance(destination) {
-            instance.connected_change(-1);
-        }
+    for subscription in &session.subscriptions {
+        subscription.instance.connected_change(-1);
     }
     reader_task.abort();
     let _ = writer.shutdown().await;
@@ -108,8 +106,10 @@ async fn read_packets(mut reader: tokio::net::tcp::OwnedReadHalf, sender: mpsc::
 struct Session {
     peer: SocketAddr,
     shared: Arc<ServerShared>,
-    /// Destinations and client ids this connection subscribed.
-    subscriptions: Vec<(String, ClientId)>,
+    /// What this connection subscribed. When one of the instances stops
+    /// (this server released or lost the destination), the connection
+    /// closes so the client looks for the active server again.
+    subscriptions: Vec<Subscription>,
     /// An ACK/ROLLBACK error waiting to answer the next GET.
     pending: Option<Failure>,
     /// Packets that arrived while a GET was waiting.
@@ -207,6 +207,9 @@ impl Session {
                     let next = tokio::select! {
                         next = tokio::time::timeout(idle, incoming.recv()) => next,
                         _ = cancel.cancelled() => return Err("server shutting down".into()),
+                        _ = any_stopped(&self.subscriptions) => {
+                            return Err("the destination stopped on this server".into())
+                        }
                     };
                     match next {
                         Err(_) => return Err(format!("idle for {idle:?}")),
@@ -343,10 +346,14 @@ impl Session {
         if !self
             .subscriptions
             .iter()
-            .any(|(d, c)| *d == sub.destination && *c == client)
+            .any(|s| s.destination == sub.destination && s.client == client)
         {
-            self.subscriptions.push((sub.destination.clone(), client));
             instance.connected_change(1);
+            self.subscriptions.push(Subscription {
+                destination: sub.destination.clone(),
+                client,
+                instance,
+            });
         }
         tracing::info!(peer = %self.peer, destination = %sub.destination, client, filter = %sub.filter, "client subscribed");
         Ok(())
@@ -358,12 +365,13 @@ impl Session {
             .unsubscribe(client)
             .await
             .map_err(|error| Failure::new(400, format!("unsubscribe failed: {error}")))?;
-        let before = self.subscriptions.len();
-        self.subscriptions
-            .retain(|(d, c)| !(*d == unsub.destination && *c == client));
-        if self.subscriptions.len() < before {
-            instance.connected_change(-1);
-        }
+        self.subscriptions.retain(|s| {
+            let gone = s.destination == unsub.destination && s.client == client;
+            if gone {
+                s.instance.connected_change(-1);
+            }
+            !gone
+        });
         tracing::info!(peer = %self.peer, destination = %unsub.destination, client, "client unsubscribed");
         Ok(())
     }
@@ -415,7 +423,7 @@ impl Session {
         client.is_some_and(|client| {
             self.subscriptions
                 .iter()
-                .any(|(d, c)| d == destination && *c == client)
+                .any(|s| s.destination == destination && s.client == client)
                 || self
                     .shared
                     .instance(destination)
@@ -505,6 +513,21 @@ impl Session {
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
+}
+
+struct Subscription {
+    destination: String,
+    client: ClientId,
+    instance: Arc<Instance>,
+}
+
+/// Resolves when the instance of any subscription stops (never, for none).
+async fn any_stopped(subscriptions: &[Subscription]) {
+    if subscriptions.is_empty() {
+        return std::future::pending().await;
+    }
+    let tokens: Vec<_> = subscriptions.iter().map(|s| s.instance.stopped()).collect();
+    futures_util::future::select_all(tokens.iter().map(|t| Box::pin(t.cancelled()))).await;
 }
 
 fn type_name(packet: &Packet) -> &'static str {

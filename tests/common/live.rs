@@ -267,6 +267,7 @@ pub async fn start_server_with(
         metrics_bind: Some("127.0.0.1:0".parse().unwrap()),
         credentials,
         instances: vec![(settings, cursors)],
+        ha: None,
     })
     .await
     .expect("server starts")

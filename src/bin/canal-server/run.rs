@@ -6,8 +6,9 @@ use canal::{
     binlog::replica::ReplicaConfig,
     config::{self, CanalConfig, InstanceConfig, StorageProfile},
     cursor::{MemoryCursors, SharedCursorStore, file::FileCursors, zk::ZkCursors},
+    ha::{self, HaSettings, ZkSession},
     protocol::auth::Credentials,
-    server::{self, InstanceSettings, StartOptions},
+    server::{self, HaOptions, InstanceSettings, StartOptions},
     store::{BatchMode, StoreConfig},
 };
 
@@ -23,8 +24,13 @@ pub fn run(conf: &Path) -> Result<(), String> {
 
 async fn serve(config: CanalConfig) -> Result<(), String> {
     let server_config = &config.server;
+    let background = tokio_util::sync::CancellationToken::new();
     let zookeeper = match &server_config.zookeeper.servers {
-        Some(servers) => Some(connect_zookeeper(servers, &config).await?),
+        Some(servers) => Some(
+            ZkSession::connect(servers, ha_settings(&config), &background)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     let mut instances = Vec::new();
@@ -32,15 +38,34 @@ async fn serve(config: CanalConfig) -> Result<(), String> {
         let cursors = cursor_store(instance, zookeeper.as_ref());
         instances.push((settings(instance, &config), cursors));
     }
-    let ip = if server_config.ip.is_empty() {
-        "0.0.0.0"
-    } else {
-        server_config.ip.as_str()
-    };
     let address = |port: u16| -> Result<SocketAddr, String> {
-        format!("{}:{port}", bracket(ip))
+        format!("{}:{port}", bracket(&server_config.ip))
             .parse()
-            .map_err(|_| format!("canal.ip = \"{ip}\" is not an IP address to listen on"))
+            .map_err(|_| {
+                format!(
+                    "canal.ip = \"{}\" is not an IP address to listen on",
+                    server_config.ip
+                )
+            })
+    };
+    let ha = match (&zookeeper, &server_config.zookeeper.servers) {
+        (Some(zk), Some(servers)) => {
+            let pod_ip = std::env::var("POD_IP").ok();
+            let registered = ha::address::choose(
+                server_config.register_ip.as_deref(),
+                &server_config.ip,
+                pod_ip.as_deref(),
+                servers,
+            )
+            .map_err(|e| e.to_string())?;
+            let address = format!("{}:{}", registered.host, server_config.port);
+            tracing::info!(%address, from = registered.source, "registering in ZooKeeper");
+            Some(HaOptions {
+                zk: zk.clone(),
+                address,
+            })
+        }
+        _ => None,
     };
     let options = StartOptions {
         bind: address(server_config.port)?,
@@ -50,12 +75,24 @@ async fn serve(config: CanalConfig) -> Result<(), String> {
             passwd: server_config.passwd.clone(),
         },
         instances,
+        ha,
     };
     let running = server::start(options).await.map_err(|e| e.to_string())?;
     wait_for_signal().await;
-    tracing::info!("stopping: no new clients, flushing cursors");
+    tracing::info!("stopping: releasing destinations, flushing cursors");
     running.shutdown().await;
+    background.cancel();
     Ok(())
+}
+
+fn ha_settings(config: &CanalConfig) -> HaSettings {
+    let zk = &config.server.zookeeper;
+    HaSettings {
+        session_timeout: zk.session_timeout,
+        connection_timeout: zk.connection_timeout,
+        race_delay: zk.race_delay,
+        fence_fraction: zk.fence_fraction,
+    }
 }
 
 fn bracket(ip: &str) -> String {
@@ -88,28 +125,17 @@ async fn wait_for_signal() {
     }
 }
 
-async fn connect_zookeeper(
-    servers: &str,
-    config: &CanalConfig,
-) -> Result<zookeeper_client::Client, String> {
-    let zk = &config.server.zookeeper;
-    let connector = zookeeper_client::Client::connector()
-        .with_session_timeout(zk.session_timeout)
-        .with_connection_timeout(zk.connection_timeout);
-    tokio::time::timeout(zk.connection_timeout * 3, connector.connect(servers))
-        .await
-        .map_err(|_| format!("cannot reach ZooKeeper at {servers} (canal.zkServers)"))?
-        .map_err(|e| format!("cannot connect to ZooKeeper at {servers} (canal.zkServers): {e}"))
-}
-
 /// With ZooKeeper configured, cursors always live there (canal keeps them
 /// on local disk by default, which a failover cannot read).
 fn cursor_store(
     instance: &InstanceConfig,
-    zookeeper: Option<&zookeeper_client::Client>,
+    zookeeper: Option<&Arc<ZkSession>>,
 ) -> SharedCursorStore {
     match (zookeeper, instance.storage) {
-        (Some(client), _) => Arc::new(ZkCursors::new(client.clone(), &instance.destination)),
+        (Some(session), _) => Arc::new(ZkCursors::with_session(
+            session.clone(),
+            &instance.destination,
+        )),
         (None, StorageProfile::Memory) => {
             tracing::warn!(
                 destination = %instance.destination,

@@ -1,0 +1,216 @@
+//! The process's ZooKeeper session: one client shared by cursors and
+//! elections, its lease kept fresh by a steady trickle of reads, and a new
+//! session (with a new lease) when the old one expires.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client::{Client, SessionState};
+
+use super::{HaSettings, lease::Lease};
+
+/// Why ZooKeeper could not be reached.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to ZooKeeper at {servers} (canal.zkServers): {reason}")]
+pub struct ConnectError {
+    pub servers: String,
+    pub reason: String,
+}
+
+struct Current {
+    client: Client,
+    lease: Arc<Lease>,
+}
+
+pub struct ZkSession {
+    servers: String,
+    settings: HaSettings,
+    current: RwLock<Current>,
+    /// Bumped for every new session; elections re-register on a change.
+    generation: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for ZkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkSession")
+            .field("servers", &self.servers)
+            .field("session", &self.client().session_id())
+            .finish()
+    }
+}
+
+impl ZkSession {
+    /// Connects, then keeps the session's lease renewed (and replaces an
+    /// expired session) until `cancel` fires.
+    pub async fn connect(
+        servers: &str,
+        settings: HaSettings,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<ZkSession>, ConnectError> {
+        let client = open(servers, &settings).await?;
+        let session = Arc::new(ZkSession {
+            servers: servers.to_owned(),
+            settings,
+            current: RwLock::new(Current {
+                client,
+                lease: Lease::new(),
+            }),
+            generation: watch::Sender::new(0),
+        });
+        tokio::spawn(session.clone().keep(cancel.clone()));
+        Ok(session)
+    }
+
+    /// A session around an existing client, without lease keeping (its
+    /// lease always holds): for cursor storage in tools and tests.
+    pub fn from_client(client: Client) -> Arc<ZkSession> {
+        Arc::new(ZkSession {
+            servers: String::new(),
+            settings: HaSettings::default(),
+            current: RwLock::new(Current {
+                client,
+                lease: Lease::forever(),
+            }),
+            generation: watch::Sender::new(0),
+        })
+    }
+
+    /// The current client (a cheap handle).
+    pub fn client(&self) -> Client {
+        self.read().client.clone()
+    }
+
+    /// The current session's lease.
+    pub fn lease(&self) -> Arc<Lease> {
+        self.read().lease.clone()
+    }
+
+    pub fn session_id(&self) -> i64 {
+        self.read().client.session_id().0
+    }
+
+    pub fn settings(&self) -> &HaSettings {
+        &self.settings
+    }
+
+    /// Changes with every new session.
+    pub fn generations(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn keep(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let (client, lease) = {
+                let current = self.read();
+                (current.client.clone(), current.lease.clone())
+            };
+            let session = client.session_id();
+            let renewer = tokio::spawn(renew(
+                client.clone(),
+                lease.clone(),
+                self.settings,
+                cancel.clone(),
+            ));
+            let ended = watch_state(&client, &cancel).await;
+            renewer.abort();
+            lease.end();
+            let Some(state) = ended else {
+                return;
+            };
+            tracing::warn!(%session, ?state, "ZooKeeper session ended; opening a new one");
+            let mut backoff = Duration::from_millis(100);
+            let client = loop {
+                tokio::select! {
+                    opened = open(&self.servers, &self.settings) => match opened {
+                        Ok(client) => break client,
+                        Err(error) => tracing::warn!(%error, "retrying"),
+                    },
+                    _ = cancel.cancelled() => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            };
+            tracing::info!(session = %client.session_id(), "new ZooKeeper session");
+            *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current {
+                client,
+                lease: Lease::new(),
+            };
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+async fn open(servers: &str, settings: &HaSettings) -> Result<Client, ConnectError> {
+    let connector = Client::connector()
+        .with_session_timeout(settings.session_timeout)
+        .with_connection_timeout(settings.connection_timeout);
+    let error = |reason: String| ConnectError {
+        servers: servers.to_owned(),
+        reason,
+    };
+    tokio::time::timeout(settings.connection_timeout * 3, connector.connect(servers))
+        .await
+        .map_err(|_| error("no answer".into()))?
+        .map_err(|e| error(e.to_string()))
+}
+
+/// Logs state changes until the session ends (`Some(state)`) or `cancel`
+/// fires (`None`).
+async fn watch_state(client: &Client, cancel: &CancellationToken) -> Option<SessionState> {
+    let mut states = client.state_watcher();
+    loop {
+        let state = tokio::select! {
+            state = states.changed() => state,
+            _ = cancel.cancelled() => return None,
+        };
+        match state {
+            SessionState::Disconnected => {
+                tracing::warn!(session = %client.session_id(), "ZooKeeper connection lost; reconnecting")
+            }
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                tracing::info!(session = %client.session_id(), "ZooKeeper connection restored")
+            }
+            ended => return Some(ended),
+        }
+    }
+}
+
+/// Renews `lease` with one answered read every renew interval. Probes run
+/// side by side, so one stuck on a dying connection does not hold back the
+/// next one on a fresh connection.
+async fn renew(client: Client, lease: Arc<Lease>, settings: HaSettings, cancel: CancellationToken) {
+    let length = settings.lease_length();
+    let mut tick = tokio::time::interval(settings.renew_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probes = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = cancel.cancelled() => return,
+        }
+        while probes.try_join_next().is_some() {}
+        if probes.len() >= 8 {
+            continue;
+        }
+        let client = client.clone();
+        let lease = lease.clone();
+        probes.spawn(async move {
+            let sent = Instant::now();
+            // An answer later than one lease would not extend it anyway.
+            if let Ok(Ok(_)) = tokio::time::timeout(length, client.check_stat("/")).await {
+                lease.renew(sent, length);
+            }
+        });
+    }
+}
