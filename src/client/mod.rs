@@ -71,6 +71,7 @@ pub struct CanalClient {
     buffer: Vec<u8>,
     destination: String,
     client_id: String,
+    local_address: Option<std::net::SocketAddr>,
 }
 
 /// How to authenticate.
@@ -99,6 +100,7 @@ impl CanalClient {
             .map_err(|_| connect_error(format!("no answer within {timeout:?}")))?
             .map_err(|e| connect_error(e.to_string()))?;
         let _ = stream.set_nodelay(true);
+        let local_address = stream.local_addr().ok();
         let (reader, writer) = stream.into_split();
         let mut client = CanalClient {
             reader: BufReader::with_capacity(1 << 16, reader),
@@ -106,6 +108,7 @@ impl CanalClient {
             buffer: Vec::new(),
             destination: String::new(),
             client_id: String::new(),
+            local_address,
         };
         let handshake = tokio::time::timeout(timeout, client.read())
             .await
@@ -171,6 +174,12 @@ impl CanalClient {
     /// Subscribes to `destination` as `client_id` (canal's default: "1001"),
     /// then rolls back like canal's connectors do, so anything delivered
     /// but not acknowledged before comes again.
+    /// This end of the connection (what canal's cluster client records in
+    /// its `{cid}/running` node).
+    pub fn local_address(&self) -> Option<std::net::SocketAddr> {
+        self.local_address
+    }
+
     pub async fn subscribe(
         &mut self,
         destination: &str,

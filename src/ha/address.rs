@@ -104,7 +104,7 @@ fn check(key: &'static str, host: &str) -> Result<(), AddressError> {
 /// The local IPv4 address the kernel would use to reach the first
 /// ZooKeeper server (no packet is sent: connecting a UDP socket only
 /// picks the route).
-fn route_to(zk_servers: &str) -> Option<IpAddr> {
+pub fn route_to(zk_servers: &str) -> Option<IpAddr> {
     for server in zk_servers.split(',') {
         let server = server.trim();
         // A chroot suffix ("host:2181/canal") belongs to the connect string.

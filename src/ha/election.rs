@@ -46,6 +46,8 @@ pub struct Election {
     running: String,
     /// When the last owner's node was seen vanishing: the start of a takeover.
     vacated_at: Option<Instant>,
+    /// Wins in a row that could not start serving: backs off the next race.
+    failed_activations: u32,
 }
 
 impl Election {
@@ -57,6 +59,7 @@ impl Election {
             address: address.to_owned(),
             running,
             vacated_at: None,
+            failed_activations: 0,
         }
     }
 
@@ -132,11 +135,17 @@ impl Election {
             }
             Err(e) => return Err(e),
         };
-        if stat.ephemeral_owner == client.session_id().0 {
-            // Still ours: the connection came back before the session expired.
-            return Ok(self.lead(client, lease, generations, shutdown).await);
-        }
         let owner = ServerRunning::parse(&data);
+        if stat.ephemeral_owner == client.session_id().0 {
+            if owner.as_ref().is_some_and(|o| o.address == self.address) {
+                // Still ours: the connection came back before the session expired.
+                return Ok(self.lead(client, lease, generations, shutdown).await);
+            }
+            // Ours but rewritten by hand to name another server: give it up
+            // and race again rather than serve under a wrong address.
+            nodes::delete_own(client, &self.running).await?;
+            return Ok(Next::Race);
+        }
         if self.candidate.status().role() != Role::Standby {
             self.candidate.status().set_role(Role::Standby);
             tracing::info!(
@@ -174,11 +183,18 @@ impl Election {
     ) -> Next {
         let destination = self.candidate.destination().to_owned();
         if let Err(error) = self.candidate.activate(lease.clone()).await {
-            tracing::error!(%destination, %error, "won the race but cannot serve; giving the destination up");
+            self.failed_activations += 1;
+            let pause = std::time::Duration::from_secs(1 << self.failed_activations.min(5));
+            tracing::error!(%destination, %error, retry_in = ?pause, "won the race but cannot serve; giving the destination up");
             let _ = nodes::delete_own(client, &self.running).await;
             self.candidate.status().set_role(Role::Standby);
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => return Next::Stop,
+            }
             return Next::RaceAfterDelay;
         }
+        self.failed_activations = 0;
         let failover = self.vacated_at.take().map(|at| at.elapsed());
         let status = self.candidate.status();
         status.term_started(failover);

@@ -11,7 +11,11 @@ use std::{
 use clap::Args;
 
 use canal::{
-    client::{CanalClient, Login, Received, cluster, print},
+    client::{
+        CanalClient, Login, Received,
+        cluster::{self, ClientLock},
+        print,
+    },
     protocol::{entry::EntryType, json::entry_to_json},
 };
 
@@ -79,33 +83,92 @@ async fn resolve(
             }
             Err(error) => tracing::warn!(%error, "cannot read the active server from ZooKeeper"),
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+async fn connect_zookeeper(servers: &str) -> Result<zookeeper_client::Client, String> {
+    zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(servers)
+        .await
+        .map_err(|e| format!("cannot connect to ZooKeeper at {servers}: {e}"))
+}
+
+/// Rows printed so far and when data last came, across reconnects.
+struct Progress {
+    rows: u64,
+    last_data: tokio::time::Instant,
+}
+
 async fn follow(args: TailArgs) -> Result<(), String> {
-    let zookeeper = match &args.zk {
-        Some(servers) => Some(
-            zookeeper_client::Client::connector()
-                .with_session_timeout(Duration::from_secs(10))
-                .connect(servers)
-                .await
-                .map_err(|e| format!("cannot connect to ZooKeeper at {servers}: {e}"))?,
-        ),
-        None => None,
-    };
     let login = Login {
         user: args.user.clone(),
         password: args.password.clone(),
         idle_ms: 0,
     };
-    let mut rows = 0u64;
-    let mut last_data = tokio::time::Instant::now();
+    let mut progress = Progress {
+        rows: 0,
+        last_data: tokio::time::Instant::now(),
+    };
+    let Some(servers) = &args.zk else {
+        return consume(&args, None, None, &login, &mut progress).await;
+    };
+    // Like canal's cluster connector: one active consumer per client id,
+    // through the {dest}/{cid}/running lock; the others stand by.
+    let host = canal::ha::address::route_to(servers)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let mut zookeeper = connect_zookeeper(servers).await?;
     loop {
-        let address = resolve(&args, zookeeper.as_ref()).await?;
+        let lock = match ClientLock::acquire(&zookeeper, &args.destination, &args.client_id, &host)
+            .await
+        {
+            Ok(lock) => lock,
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the client lock; reconnecting to ZooKeeper");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                zookeeper = connect_zookeeper(servers).await?;
+                continue;
+            }
+        };
+        tracing::info!(destination = %args.destination, client_id = %args.client_id, "holding the client lock");
+        let outcome = tokio::select! {
+            outcome = consume(&args, Some(&zookeeper), Some(&lock), &login, &mut progress) => outcome,
+            _ = lock.lost() => {
+                tracing::warn!("lost the client lock; standing by");
+                if !matches!(
+                    zookeeper.state(),
+                    zookeeper_client::SessionState::SyncConnected
+                        | zookeeper_client::SessionState::Disconnected
+                        | zookeeper_client::SessionState::ConnectedReadOnly
+                ) {
+                    zookeeper = connect_zookeeper(servers).await?;
+                }
+                continue;
+            }
+        };
+        lock.release().await;
+        return outcome;
+    }
+}
+
+/// Subscribes and prints until done; with ZooKeeper, follows the active
+/// server across failovers.
+async fn consume(
+    args: &TailArgs,
+    zookeeper: Option<&zookeeper_client::Client>,
+    lock: Option<&ClientLock>,
+    login: &Login,
+    progress: &mut Progress,
+) -> Result<(), String> {
+    loop {
+        let address = resolve(args, zookeeper).await?;
         let session = async {
-            let mut client =
-                CanalClient::connect(&address, &login, Duration::from_secs(10)).await?;
+            let mut client = CanalClient::connect(&address, login, Duration::from_secs(10)).await?;
+            if let (Some(lock), Some(local)) = (lock, client.local_address()) {
+                let _ = lock.set_address(&local.to_string()).await;
+            }
             client
                 .subscribe(&args.destination, &args.client_id, &args.filter)
                 .await?;
@@ -116,21 +179,21 @@ async fn follow(args: TailArgs) -> Result<(), String> {
                     .await?;
                 if received.batch_id == -1 {
                     if args.idle_exit_ms > 0
-                        && last_data.elapsed() >= Duration::from_millis(args.idle_exit_ms)
+                        && progress.last_data.elapsed() >= Duration::from_millis(args.idle_exit_ms)
                     {
                         return Ok(true);
                     }
                     continue;
                 }
-                last_data = tokio::time::Instant::now();
-                rows += row_count(&received);
+                progress.last_data = tokio::time::Instant::now();
+                progress.rows += row_count(&received);
                 if let Err(error) = show(&received, args.json) {
                     return Err(canal::client::ClientError::Io(error));
                 }
                 if !args.no_ack {
                     client.ack(received.batch_id).await?;
                 }
-                if args.count > 0 && rows >= args.count {
+                if args.count > 0 && progress.rows >= args.count {
                     return Ok(true);
                 }
             }
@@ -144,7 +207,7 @@ async fn follow(args: TailArgs) -> Result<(), String> {
             }
             Err(error) if zookeeper.is_some() => {
                 tracing::warn!(%error, %address, "lost the server; looking for the active one");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(error) => return Err(error.to_string()),
         }

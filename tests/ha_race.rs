@@ -1,0 +1,326 @@
+//! The ZooKeeper race with in-process servers (each with its own ZooKeeper
+//! session, as separate processes would have) against the real ensemble
+//! and MariaDB: canal's nodes and JSON, standby answers, graceful
+//! hand-over with exact cursors, release on request, fencing when the
+//! running node names someone else. Process-level failures (SIGKILL,
+//! SIGSTOP, partitions, ZooKeeper faults) are in `tests/ha_failover.rs`.
+
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use canal::{
+    client::{CanalClient, ClientError, Login, Received},
+    cursor::zk::ZkCursors,
+    ha::{HaSettings, Role, ZkSession, nodes},
+    protocol::{
+        auth::Credentials,
+        entry::{EntryType, RowChange},
+    },
+    server::{HaOptions, RunningServer, StartOptions},
+};
+use common::live::*;
+use mysql_async::prelude::Queryable;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn zk_servers() -> String {
+    std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server "process": its own ZooKeeper session, one destination.
+struct Node {
+    server: Option<RunningServer>,
+    zk: Arc<ZkSession>,
+    background: CancellationToken,
+    address: String,
+    destination: String,
+}
+
+impl Node {
+    async fn start(server_id: u32, destination: &str, schema: &str) -> Node {
+        let env = LiveEnv::get();
+        let background = CancellationToken::new();
+        let zk = ZkSession::connect(&zk_servers(), HaSettings::default(), &background)
+            .await
+            .expect("ZooKeeper ensemble");
+        let port = free_port();
+        let address = format!("127.0.0.1:{port}");
+        let mut conn = env.root().await;
+        let start = latest(&mut conn).await;
+        let settings = settings(&env, server_id, destination, schema, start);
+        let cursors: canal::cursor::SharedCursorStore =
+            Arc::new(ZkCursors::with_session(zk.clone(), destination));
+        let server = canal::server::start(StartOptions {
+            bind: address.parse().unwrap(),
+            metrics_bind: None,
+            credentials: Credentials::default(),
+            instances: vec![(settings, cursors)],
+            ha: Some(HaOptions {
+                zk: zk.clone(),
+                address: address.clone(),
+            }),
+        })
+        .await
+        .expect("server starts");
+        Node {
+            server: Some(server),
+            zk,
+            background,
+            address,
+            destination: destination.to_owned(),
+        }
+    }
+
+    fn role(&self) -> Role {
+        self.server.as_ref().map_or(Role::Standby, |s| {
+            s.shared.destinations[&self.destination].ha().role()
+        })
+    }
+
+    async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.background.cancel();
+    }
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < WAIT, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Exactly one of the nodes is active; returns its index.
+async fn the_active(nodes: &[&Node]) -> usize {
+    wait_for("one active server", || {
+        nodes.iter().filter(|n| n.role() == Role::Active).count() == 1
+    })
+    .await;
+    nodes.iter().position(|n| n.role() == Role::Active).unwrap()
+}
+
+async fn subscribe(address: &str, destination: &str) -> Result<CanalClient, ClientError> {
+    let mut client =
+        CanalClient::connect(address, &Login::default(), Duration::from_secs(5)).await?;
+    client.subscribe(destination, "1001", "").await?;
+    Ok(client)
+}
+
+fn ids(received: &Received) -> Vec<String> {
+    received
+        .entries
+        .iter()
+        .filter(|e| e.entry_type() == EntryType::Rowdata)
+        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
+        .flat_map(|rc| rc.row_datas)
+        .map(|row| row.after_columns[0].value.clone())
+        .collect()
+}
+
+/// Receives (and acks) until `count` rows arrived.
+async fn receive(client: &mut CanalClient, count: usize) -> Vec<String> {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    while rows.len() < count {
+        assert!(started.elapsed() < WAIT, "only {rows:?} arrived");
+        let received = client
+            .get(100, Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        if received.batch_id == -1 {
+            continue;
+        }
+        rows.extend(ids(&received));
+        client.ack(received.batch_id).await.unwrap();
+    }
+    // The last ack is processed once a following request is answered.
+    let _ = client.get(1, Some(Duration::from_millis(1))).await;
+    rows
+}
+
+async fn setup(prefix: &str) -> (u32, String, String, mysql_async::Conn) {
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique(prefix);
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let destination = format!("{prefix}{server_id}");
+    (server_id, schema, destination, conn)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canal_nodes_standby_answers_and_graceful_handover() {
+    let _serial = SERIAL.lock().await;
+    let (server_id, schema, destination, mut conn) = setup("race").await;
+    let mut a = Node::start(server_id, &destination, &schema).await;
+    let mut b = Node::start(server_id + 1, &destination, &schema).await;
+    let first = the_active(&[&a, &b]).await;
+    let (active, standby) = if first == 0 {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    // canal's nodes and JSON.
+    let zk = active.zk.client();
+    for node in [&*active, &*standby] {
+        for path in [
+            nodes::server_member(&node.address),
+            nodes::destination_member(&destination, &node.address),
+        ] {
+            let stat = zk.check_stat(&path).await.unwrap().expect(&path);
+            assert_eq!(
+                stat.ephemeral_owner,
+                node.zk.session_id(),
+                "{path} is ephemeral, its own"
+            );
+        }
+    }
+    let (data, stat) = zk.get_data(&nodes::running(&destination)).await.unwrap();
+    let running: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(
+        running,
+        serde_json::json!({"active": true, "address": active.address})
+    );
+    assert_eq!(stat.ephemeral_owner, active.zk.session_id());
+
+    // A standby turns clients away the way canal does.
+    let refused = subscribe(&standby.address, &destination)
+        .await
+        .err()
+        .expect("standby refuses");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("destination:{destination} should start first")),
+        "{refused}"
+    );
+
+    let mut client = subscribe(&active.address, &destination).await.unwrap();
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut client, 2).await, ["1", "2"]);
+
+    // Graceful stop: cursors flushed, running released, the standby serves
+    // at once from exactly the acked cursor.
+    let stopped = Instant::now();
+    active.stop().await;
+    wait_for("the standby takes over", || standby.role() == Role::Active).await;
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(2),
+        "graceful hand-over took {handover:?}"
+    );
+    assert!(
+        subscribe(&active.address, &destination).await.is_err(),
+        "the stopped server no longer serves"
+    );
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (3)"))
+        .await
+        .unwrap();
+    let mut client = subscribe(&standby.address, &destination).await.unwrap();
+    assert_eq!(
+        receive(&mut client, 1).await,
+        ["3"],
+        "no loss, no duplicate"
+    );
+    let (data, _) = zk.get_data(&nodes::running(&destination)).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&data).unwrap()["address"],
+        standby.address.as_str()
+    );
+    standby.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn active_false_requests_a_release() {
+    let _serial = SERIAL.lock().await;
+    let (server_id, schema, destination, _conn) = setup("release").await;
+    let mut a = Node::start(server_id, &destination, &schema).await;
+    let mut b = Node::start(server_id + 1, &destination, &schema).await;
+    let first = the_active(&[&a, &b]).await;
+    let owner = if first == 0 { &a } else { &b };
+    let zk = owner.zk.client();
+    let released = serde_json::json!({"active": false, "address": owner.address});
+    zk.set_data(
+        &nodes::running(&destination),
+        released.to_string().as_bytes(),
+        None,
+    )
+    .await
+    .unwrap();
+    wait_for("the other server takes over", || {
+        [&a, &b][1 - first].role() == Role::Active
+    })
+    .await;
+    assert_eq!(
+        [&a, &b][first].role(),
+        Role::Standby,
+        "released, not fenced"
+    );
+    assert_eq!(
+        [&a, &b][first].server.as_ref().unwrap().shared.destinations[&destination]
+            .ha()
+            .fencings(),
+        0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_address_in_running_fences_the_owner() {
+    let _serial = SERIAL.lock().await;
+    let (server_id, schema, destination, _conn) = setup("foreign").await;
+    let mut a = Node::start(server_id, &destination, &schema).await;
+    wait_for("active", || a.role() == Role::Active).await;
+    let mut client = subscribe(&a.address, &destination).await.unwrap();
+    let zk = a.zk.client();
+    zk.set_data(
+        &nodes::running(&destination),
+        br#"{"active":true,"address":"10.255.255.1:11111"}"#,
+        None,
+    )
+    .await
+    .unwrap();
+    let ha = || {
+        a.server.as_ref().unwrap().shared.destinations[&destination]
+            .ha()
+            .fencings()
+    };
+    wait_for("fenced", || ha() >= 1).await;
+    // Its client sessions were closed.
+    let outcome = client.get(1, Some(Duration::from_millis(100))).await;
+    assert!(outcome.is_err(), "the session is closed: {outcome:?}");
+    // It gave the tampered node up and won a clean one.
+    wait_for("active again", || a.role() == Role::Active).await;
+    let (data, _) = zk.get_data(&nodes::running(&destination)).await.unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&data).unwrap()["address"],
+        a.address.as_str()
+    );
+    a.stop().await;
+}
