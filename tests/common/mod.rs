@@ -1,7 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod live;
+pub mod proxy;
+pub mod workload;
+pub mod zk;
 
 use std::{path::PathBuf, sync::Arc};
 
