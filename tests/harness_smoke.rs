@@ -21,7 +21,7 @@ use common::{
     proxy::ProxySet,
     workload::{
         BatchRecord, Checker, CheckerReport, CommittedTxn, ConnectionRecord, Item, Writer,
-        WriterReport, verify,
+        WriterReport, excess_duplicates, verify,
     },
     zk::{self, NodeAction, StoppedNode},
 };
@@ -163,27 +163,8 @@ async fn writer_and_checker_survive_a_server_crash() {
     // ZooKeeper cursors flushed on every ack: a restart repeats at most the
     // batches not acked yet (one GET of at most 1,000 entries) plus the
     // transaction an ack point falls inside.
-    for reconnect in &verdict.reconnects {
-        let before: Vec<_> = report
-            .batches
-            .iter()
-            .filter(|b| b.connection + 1 == reconnect.index)
-            .collect();
-        let bound: usize = before
-            .iter()
-            .rev()
-            .take(2)
-            .map(|b| b.rows().count())
-            .sum::<usize>()
-            + 5;
-        assert!(
-            reconnect.duplicates <= bound,
-            "session {} repeated {} rows, more than the last two batches before it plus one \
-             transaction ({bound})",
-            reconnect.index,
-            reconnect.duplicates
-        );
-    }
+    let excess = excess_duplicates(&verdict, &report);
+    assert!(excess.is_empty(), "{excess:?}");
 
     server.sigterm();
     let status = server.wait_exit(Duration::from_secs(20)).await;

@@ -1,10 +1,12 @@
 //! The fencing lease: how long this process may still act as a leader.
 //!
 //! ZooKeeper expires a session no earlier than one session timeout after
-//! the server last heard from it. Every answered request proves the server
-//! heard us no earlier than the moment we sent it, so `sent + fraction ×
-//! session timeout` (fraction < 1) is a moment before which no other server
-//! can have taken over our ephemeral `running` node. A leader serves only
+//! the leader last heard of it. A request the quorum committed for our
+//! session proves the leader heard of it no earlier than the moment we sent
+//! it, so `sent + fraction × session timeout` (fraction < 1) is a moment
+//! before which no other server can have taken over our ephemeral `running`
+//! node. (Reads prove less: a ZooKeeper server cut off from the quorum goes
+//! on answering them for a while; see `session::quorum_round_trip`.) A leader serves only
 //! while that moment is in the future; the rest of the session timeout is
 //! the safety margin for stopping, clock-rate drift and scheduling delays.
 //!

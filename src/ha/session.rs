@@ -186,7 +186,21 @@ async fn watch_state(client: &Client, cancel: &CancellationToken) -> Option<Sess
     }
 }
 
-/// Renews `lease` with one answered read every renew interval. Probes run
+/// A request the ensemble must agree on: a multi holding one version check
+/// of `/` (any version) changes nothing, but is proposed and committed by a
+/// quorum like any write, and the leader refuses it for an expired session.
+/// A plain read would not do: a server cut off from the quorum keeps
+/// answering reads until it notices (up to syncLimit × tickTime), while the
+/// majority may already have expired the session.
+async fn quorum_round_trip(client: &Client) -> Result<(), String> {
+    let mut multi = client.new_multi_writer();
+    multi
+        .add_check_version("/", -1)
+        .map_err(|e| e.to_string())?;
+    multi.commit().await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Renews `lease` with one quorum round trip every renew interval. Probes run
 /// side by side, so one stuck on a dying connection does not hold back the
 /// next one on a fresh connection.
 async fn renew(client: Client, lease: Arc<Lease>, settings: HaSettings, cancel: CancellationToken) {
@@ -208,7 +222,7 @@ async fn renew(client: Client, lease: Arc<Lease>, settings: HaSettings, cancel: 
         probes.spawn(async move {
             let sent = Instant::now();
             // An answer later than one lease would not extend it anyway.
-            if let Ok(Ok(_)) = tokio::time::timeout(length, client.check_stat("/")).await {
+            if let Ok(Ok(())) = tokio::time::timeout(length, quorum_round_trip(&client)).await {
                 lease.renew(sent, length);
             }
         });

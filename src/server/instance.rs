@@ -38,6 +38,10 @@ use crate::{
     store::{AckError, Batch, ClientId, EventStore, StoreConfig, StoreError, StoredEvent, Wait},
 };
 
+/// How often cursor writes ZooKeeper did not answer are retried when every
+/// ack is written at once (flush period 0).
+const RETRY_PERIOD: Duration = Duration::from_millis(100);
+
 /// Everything an instance needs to run, resolved from configuration.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
@@ -75,6 +79,9 @@ pub struct Instance {
     store: Arc<EventStore>,
     cursors: SharedCursorStore,
     pending: Mutex<BTreeMap<ClientId, CursorRecord>>,
+    /// Serializes cursor writes, so an older cursor never lands after a
+    /// newer one.
+    writing: tokio::sync::Mutex<()>,
     /// Every client's latest cursor (persisted or pending), for metrics.
     latest: Mutex<BTreeMap<ClientId, CursorRecord>>,
     filter: watch::Sender<Arc<EventFilter>>,
@@ -193,6 +200,7 @@ impl Instance {
             store: store.clone(),
             cursors,
             pending: Mutex::new(BTreeMap::new()),
+            writing: tokio::sync::Mutex::new(()),
             latest: Mutex::new(
                 clients
                     .iter()
@@ -228,11 +236,18 @@ impl Instance {
             tokio::spawn(pipeline(receiver, store, throttle).instrument(span.clone()))
         };
         let mut tasks = vec![source_task, pipeline_task];
-        if !instance.settings.flush_period.is_zero() {
+        {
+            // With period 0 acks are written at once; this loop then only
+            // retries the writes ZooKeeper did not answer.
+            let period = if instance.settings.flush_period.is_zero() {
+                RETRY_PERIOD
+            } else {
+                instance.settings.flush_period
+            };
             let instance = instance.clone();
             tasks.push(tokio::spawn(
                 async move {
-                    let mut tick = tokio::time::interval(instance.settings.flush_period);
+                    let mut tick = tokio::time::interval(period);
                     loop {
                         tokio::select! {
                             _ = tick.tick() => {}
@@ -393,7 +408,25 @@ impl Instance {
                 if !self.lease.is_valid() {
                     return Err(InstanceError::NotActive);
                 }
-                self.cursors.save_cursor(client, &record).await?;
+                let _writing = self.writing.lock().await;
+                match self.cursors.save_cursor(client, &record).await {
+                    Ok(()) => {
+                        self.pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&client);
+                    }
+                    Err(error) => {
+                        // The ack stands (it is in memory); writing it is
+                        // retried, as with a flush period, unless a newer
+                        // ack replaces it first.
+                        tracing::warn!(%error, client, "cursor write failed; retrying");
+                        self.pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(client, record);
+                    }
+                }
             } else {
                 self.pending
                     .lock()
@@ -431,6 +464,7 @@ impl Instance {
             // Another server may be active by now and own the cursors.
             return Err(InstanceError::NotActive);
         }
+        let _writing = self.writing.lock().await;
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         for (client, record) in &pending {
             if let Err(error) = self.cursors.save_cursor(*client, record).await {
@@ -472,13 +506,15 @@ impl Instance {
     }
 
     /// Stops the source and closes the sessions subscribed here, writing
-    /// nothing.
+    /// nothing. Does not wait for anything outside the process: a fenced
+    /// server must stop even while ZooKeeper or MySQL hang.
     pub async fn halt(&self) {
         self.cancel.cancel();
         self.running.store(false, Ordering::Relaxed);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         self.store.close();
         for task in tasks {
+            task.abort();
             let _ = task.await;
         }
     }

@@ -10,5 +10,5 @@ mod verify;
 mod writer;
 
 pub use checker::{BatchRecord, Checker, CheckerOptions, CheckerReport, ConnectionRecord, Item};
-pub use verify::{OrderViolation, Reconnect, Verdict, verify};
+pub use verify::{OrderViolation, Reconnect, Verdict, excess_duplicates, verify};
 pub use writer::{CommittedTxn, Writer, WriterReport};

@@ -381,3 +381,33 @@ impl fmt::Display for Verdict {
         )
     }
 }
+
+/// Reconnects that repeated more rows than a failover may with cursors
+/// written on every ack: the last two batches before it (the last one's ack
+/// may not have been processed, the one before may have been in flight) plus
+/// one transaction an ack point falls inside.
+pub fn excess_duplicates(verdict: &Verdict, report: &CheckerReport) -> Vec<String> {
+    let mut excess = Vec::new();
+    for reconnect in &verdict.reconnects {
+        let before: Vec<_> = report
+            .batches
+            .iter()
+            .filter(|b| b.connection + 1 == reconnect.index)
+            .collect();
+        let bound: usize = before
+            .iter()
+            .rev()
+            .take(2)
+            .map(|b| b.rows().count())
+            .sum::<usize>()
+            + 5;
+        if reconnect.duplicates > bound {
+            excess.push(format!(
+                "session {} repeated {} rows, more than the last two batches before it plus one \
+                 transaction ({bound})",
+                reconnect.index, reconnect.duplicates
+            ));
+        }
+    }
+    excess
+}

@@ -1,0 +1,619 @@
+//! High availability with real processes: 2-3 `canal-server` processes
+//! racing in the real three-node ZooKeeper ensemble over the real MariaDB.
+//!
+//! - the seed scenario (ports 11111/22222, canal's own cluster client),
+//! - a crash loop (20 SIGKILLs of the active server under 1,000 rows/s,
+//!   with a MariaDB restart in the middle),
+//! - partitions (the leader frozen with SIGSTOP; the leader cut off from
+//!   ZooKeeper by a proxy) showing the old leader stops before the new one
+//!   starts,
+//! - ZooKeeper faults (one node of three lost: no interruption; quorum
+//!   lost: everyone stops, then resumes without loss).
+//!
+//! The tests stop ZooKeeper nodes and MariaDB: they run one at a time.
+
+mod common;
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use canal::binlog::position::StartPosition;
+use common::{
+    cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf},
+    live::{LiveEnv, fresh_schema, latest, unique},
+    proxy::ProxySet,
+    workload::{Checker, Verdict, Writer, excess_duplicates, verify},
+    zk::{self, NodeAction, StoppedNode},
+};
+use mysql_async::prelude::Queryable;
+use tokio::io::AsyncBufReadExt;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// instance.properties reading `schema` from `start` (the binlog end when
+/// the test began, so rows the writer commits before a server is active
+/// are not skipped).
+fn instance_properties(env: &LiveEnv, schema: &str, start: &StartPosition) -> String {
+    let StartPosition::FilePosition {
+        journal_name,
+        position,
+    } = start
+    else {
+        panic!("a file position, not {start:?}");
+    };
+    format!(
+        "canal.instance.mysql.slaveId = 0\n\
+         canal.instance.master.address = {}\n\
+         canal.instance.dbUsername = {}\n\
+         canal.instance.dbPassword = {}\n\
+         canal.instance.connectionCharset = UTF-8\n\
+         canal.instance.master.journal.name = {journal_name}\n\
+         canal.instance.master.position = {position}\n\
+         canal.instance.filter.regex = {schema}\\\\..*\n",
+        env.address, env.user, env.password
+    )
+}
+
+/// canal.properties of an HA pair: ZooKeeper profile, cursors written on
+/// every ack, the given session timeout.
+fn ha_properties(destination: &str, zk_servers: &str, session_ms: u64) -> String {
+    format!(
+        "canal.ip = 127.0.0.1\n\
+         canal.destinations = {destination}\n\
+         canal.zkServers = {zk_servers}\n\
+         canal.instance.global.spring.xml = classpath:spring/default-instance.xml\n\
+         canal.zookeeper.flush.period = 0\n\
+         canal.zookeeper.session.timeout = {session_ms}\n"
+    )
+}
+
+/// Servers sharing one configuration directory (each its own ports).
+fn spawn_all(names: &[&str], conf_dir: &Path) -> Vec<ServerProcess> {
+    names
+        .iter()
+        .map(|name| ServerProcess::spawn(SpawnOptions::new(name, conf_dir)))
+        .collect()
+}
+
+/// Index of the one server whose `/readyz` says active (panics after WAIT).
+async fn active_of(servers: &[ServerProcess], destination: &str) -> usize {
+    let started = std::time::Instant::now();
+    loop {
+        let mut active = Vec::new();
+        for (i, server) in servers.iter().enumerate() {
+            if server.role(destination).await.as_deref() == Some("active") {
+                active.push(i);
+            }
+        }
+        assert!(active.len() <= 1, "two active servers: {active:?}");
+        if let [one] = active[..] {
+            return one;
+        }
+        assert!(started.elapsed() < WAIT, "no active server after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh schema, a destination name for it, and the binlog end.
+async fn schema_with_destination(prefix: &str) -> (String, String, StartPosition) {
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique(prefix);
+    fresh_schema(&mut conn, &schema).await;
+    let start = latest(&mut conn).await;
+    (schema, format!("{prefix}{server_id}"), start)
+}
+
+/// Stops the writer, waits for the checker to see every committed row, and
+/// returns the verdict (printed) with the checker's report.
+async fn finish(
+    what: &str,
+    writer: Writer,
+    checker: Checker,
+) -> (Verdict, common::workload::CheckerReport) {
+    let written = writer.stop().await;
+    let caught_up = checker.wait_for_all(&written, WAIT).await;
+    let report = checker.stop().await;
+    let verdict = verify(&written, &report);
+    print_verdict(what, &verdict);
+    if !caught_up {
+        for connection in &report.connections {
+            println!("  session {connection:?}");
+        }
+    }
+    verdict.assert_ok();
+    assert!(caught_up, "committed rows never arrived");
+    let excess = excess_duplicates(&verdict, &report);
+    assert!(
+        excess.is_empty(),
+        "more duplicates than un-acked batches: {excess:?}"
+    );
+    (verdict, report)
+}
+
+fn print_verdict(what: &str, verdict: &Verdict) {
+    println!("{what}:\n{verdict}");
+    for reconnect in &verdict.reconnects {
+        println!(
+            "  reconnect {} {} -> {}: gap {:?}, duplicates {}",
+            reconnect.index, reconnect.from, reconnect.to, reconnect.gap, reconnect.duplicates
+        );
+    }
+}
+
+/// The seed setup: two servers on 11111 and 22222 with the seed's keys;
+/// canal's own cluster client follows the hand-over; the nodes and JSON are
+/// canal's.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_pair_hands_over_to_canals_cluster_client() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
+    zk::delete_all(&zookeeper, "/otter/canal/destinations/example").await;
+    let (schema, _, _) = schema_with_destination("seed").await;
+    let mut conn = env.root().await;
+    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+
+    let dir = test_dir("seed");
+    let conf_dir = dir.join("conf");
+    write_conf(
+        &conf_dir,
+        &format!(
+            "canal.port = 11111\n\
+             canal.metrics.pull.port = 11112\n\
+             canal.admin.port = 11110\n\
+             canal.zkServers = {servers}\n\
+             canal.instance.global.spring.xml = classpath:spring/default-instance.xml\n\
+             canal.destinations = example\n"
+        ),
+        &[(
+            "example",
+            &format!(
+                "canal.instance.mysql.slaveId=1234\n\
+                 canal.instance.master.address={}\n\
+                 canal.instance.dbUsername={}\n\
+                 canal.instance.dbPassword={}\n\
+                 canal.instance.connectionCharset = UTF-8\n",
+                env.address, env.user, env.password
+            ),
+        )],
+    );
+    let mut options = [11111u16, 22222].map(|port| {
+        let mut options = SpawnOptions::new(&format!("seed-{port}"), &conf_dir);
+        options.client_port = port;
+        options.metrics_port = port + 1;
+        options
+    });
+    let mut pair: Vec<ServerProcess> = options
+        .iter_mut()
+        .map(|o| ServerProcess::spawn(o.clone()))
+        .collect();
+    let active = active_of(&pair, "example").await;
+    let standby = 1 - active;
+    assert_eq!(
+        pair[standby].role("example").await.as_deref(),
+        Some("standby")
+    );
+
+    // ZOOKEEPER.md's nodes, ephemeral, with canal's JSON.
+    for server in &pair {
+        for path in [
+            format!("/otter/canal/cluster/{}", server.client_address),
+            format!(
+                "/otter/canal/destinations/example/cluster/{}",
+                server.client_address
+            ),
+        ] {
+            let stat = zookeeper.check_stat(&path).await.unwrap().expect(&path);
+            assert_ne!(stat.ephemeral_owner, 0, "{path} is ephemeral");
+        }
+    }
+    let (running, stat) = zookeeper
+        .get_data("/otter/canal/destinations/example/running")
+        .await
+        .unwrap();
+    assert_ne!(stat.ephemeral_owner, 0);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&running).unwrap(),
+        serde_json::json!({"active": true, "address": pair[active].client_address})
+    );
+
+    // canal's own ClusterCanalConnector, subscribed to our table only.
+    let mut client = tokio::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client"),
+    )
+    .args([
+        "--zk",
+        &servers,
+        "--destination",
+        "example",
+        "--filter",
+        &format!("{schema}\\..*"),
+        "--count",
+        "2",
+        "--retry-times",
+        "50",
+        "--retry-interval-ms",
+        "200",
+        "--max-ms",
+        "60000",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("scripts/java-client runs");
+    let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    wait_for("the Java client to subscribe", WAIT, async || {
+        matches!(pair[active].readyz().await, Some((_, ready)) if ready["example"]["clients"] == 1)
+    })
+    .await;
+    let mut next_row = async || loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("the Java client prints within the deadline")
+            .unwrap()
+            .expect("the Java client is still running");
+        let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if entry["entryType"] == "ROWDATA" && entry["tableName"] == "t" {
+            return entry["rows"][0]["after"][0]["value"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1)"))
+        .await
+        .unwrap();
+    assert_eq!(next_row().await, "1");
+
+    // Stop the active one: the other takes over, the next row arrives.
+    pair[active].sigterm();
+    assert!(pair[active].wait_exit(WAIT).await.success());
+    wait_for("the standby to take over", WAIT, async || {
+        pair[standby].role("example").await.as_deref() == Some("active")
+    })
+    .await;
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (2)"))
+        .await
+        .unwrap();
+    assert_eq!(next_row().await, "2", "the next row, not a repeat");
+    let status = tokio::time::timeout(WAIT, client.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the Java client got its 2 rows: {status:?}"
+    );
+
+    let (running, _) = zookeeper
+        .get_data("/otter/canal/destinations/example/running")
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&running).unwrap(),
+        serde_json::json!({"active": true, "address": pair[standby].client_address})
+    );
+    let (cursor, _) = zookeeper
+        .get_data("/otter/canal/destinations/example/1001/cursor")
+        .await
+        .unwrap();
+    let cursor: serde_json::Value = serde_json::from_slice(&cursor).unwrap();
+    assert_eq!(
+        cursor["@type"],
+        "com.alibaba.otter.canal.protocol.position.LogPosition"
+    );
+    assert!(cursor["postion"]["journalName"].is_string(), "{cursor}");
+    assert!(cursor["postion"]["position"].as_u64().unwrap() > 4);
+    assert_eq!(cursor["postion"]["included"], false);
+    pair[standby].sigterm();
+    assert!(pair[standby].wait_exit(WAIT).await.success());
+    zk::delete_all(&zookeeper, "/otter/canal/destinations/example").await;
+}
+
+/// SIGKILL the active server 20 times under a steady multi-table writer
+/// (MariaDB restarted after the 10th): every committed row arrives,
+/// transactions whole, per-table order kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_loop_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let (schema, destination, start) = schema_with_destination("crash").await;
+    let dir = test_dir("crash");
+    let conf_dir = dir.join("conf");
+    // A 2 s session keeps 20 crash failovers short.
+    write_conf(
+        &conf_dir,
+        &ha_properties(&destination, &servers, 2000),
+        &[(&destination, &instance_properties(&env, &schema, &start))],
+    );
+    let writer = Writer::start(&env, &schema, 4, 1000).await;
+    let mut trio = spawn_all(&["crash-a", "crash-b", "crash-c"], &conf_dir);
+    active_of(&trio, &destination).await;
+    let checker = Checker::start(&servers, &destination, "1001");
+    for kill in 1..=20 {
+        let active = active_of(&trio, &destination).await;
+        // Let rows flow through this leader before killing it.
+        let before = checker.row_deliveries();
+        wait_for("rows from the new leader", WAIT, async || {
+            checker.row_deliveries() > before + 200
+        })
+        .await;
+        trio[active].sigkill();
+        let _ = trio[active].wait_exit(WAIT).await;
+        // Restarted only after another server took over: under its old
+        // address it would be the previous owner and win again at once.
+        let next = active_of(&trio, &destination).await;
+        assert_ne!(next, active, "a killed server cannot be active");
+        trio[active].restart();
+        if kill == 10 {
+            zk::scripts_env(&["mariadb-node", "restart"]);
+        }
+    }
+    let before = checker.row_deliveries();
+    wait_for("rows after the last crash", WAIT, async || {
+        checker.row_deliveries() > before + 200
+    })
+    .await;
+    let (verdict, _) = finish("crash loop", writer, checker).await;
+    assert!(
+        verdict.server_switches >= 20,
+        "the checker followed every failover: {}",
+        verdict.server_switches
+    );
+    assert!(verdict.committed_rows >= 20_000, "the writer kept going");
+    for server in &mut trio {
+        server.sigterm();
+        let _ = server.wait_exit(WAIT).await;
+    }
+}
+
+/// Newest JSON log event of `server` with `ha_event == kind`.
+fn ha_events(server: &ServerProcess, kind: &str) -> Vec<jiff::Timestamp> {
+    server
+        .log_events()
+        .into_iter()
+        .filter(|e| e.field("ha_event").as_deref() == Some(kind))
+        .map(|e| e.timestamp)
+        .collect()
+}
+
+/// The leader cut off from ZooKeeper (its connections blackholed): it stops
+/// serving before the other server starts, then rejoins as standby.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitioned_leader_stops_before_the_new_one_starts() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let (schema, destination, start) = schema_with_destination("cut").await;
+    let dir = test_dir("cut");
+    // One proxy set per server, so one server alone can be cut off.
+    let proxies = [ProxySet::start(&servers), ProxySet::start(&servers)];
+    let mut pair = Vec::new();
+    for (i, name) in ["cut-a", "cut-b"].iter().enumerate() {
+        let conf_dir = dir.join(format!("conf-{name}"));
+        write_conf(
+            &conf_dir,
+            &ha_properties(&destination, &proxies[i].connect_string(), 4000),
+            &[(&destination, &instance_properties(&env, &schema, &start))],
+        );
+        pair.push(ServerProcess::spawn(SpawnOptions::new(name, &conf_dir)));
+    }
+    let writer = Writer::start(&env, &schema, 2, 300).await;
+    let checker = Checker::start(&servers, &destination, "1001");
+    let old = active_of(&pair, &destination).await;
+    let new = 1 - old;
+    wait_for("rows flowing", WAIT, async || {
+        checker.row_deliveries() > 300
+    })
+    .await;
+
+    proxies[old].cut();
+    wait_for("the other server to take over", WAIT, async || {
+        pair[new].role(&destination).await.as_deref() == Some("active")
+    })
+    .await;
+    let fenced = ha_events(&pair[old], "fenced");
+    let started = ha_events(&pair[new], "active");
+    let (Some(fenced), Some(started)) = (fenced.last(), started.last()) else {
+        panic!("fenced: {fenced:?}, active: {started:?}");
+    };
+    println!("old leader stopped serving at {fenced}, new leader active at {started}");
+    assert!(
+        fenced < started,
+        "the old leader stopped ({fenced}) before the new one started ({started})"
+    );
+    let margin = started.duration_since(*fenced);
+    println!("margin: {margin:?}");
+
+    proxies[old].heal();
+    wait_for("the old leader to rejoin as standby", WAIT, async || {
+        pair[old].role(&destination).await.as_deref() == Some("standby")
+    })
+    .await;
+    let before = checker.row_deliveries();
+    wait_for("rows after the partition", WAIT, async || {
+        checker.row_deliveries() > before + 100
+    })
+    .await;
+    let (_, report) = finish("partition", writer, checker).await;
+    // No batch from the old leader was received after the new one started.
+    let old_address = pair[old].client_address.clone();
+    let late: Vec<_> = report
+        .batches
+        .iter()
+        .filter(|b| b.server == old_address && b.received_at > *started)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader served after the takeover: {}",
+        late.len()
+    );
+    for server in &mut pair {
+        server.sigterm();
+        let _ = server.wait_exit(WAIT).await;
+    }
+}
+
+/// The leader frozen (SIGSTOP) past its session: the other takes over; the
+/// frozen one, resumed, fences itself before sending anything and rejoins
+/// as standby.
+#[tokio::test(flavor = "multi_thread")]
+async fn frozen_leader_fences_itself_when_resumed() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let (schema, destination, start) = schema_with_destination("freeze").await;
+    let dir = test_dir("freeze");
+    let conf_dir = dir.join("conf");
+    write_conf(
+        &conf_dir,
+        &ha_properties(&destination, &servers, 4000),
+        &[(&destination, &instance_properties(&env, &schema, &start))],
+    );
+    let mut pair = spawn_all(&["freeze-a", "freeze-b"], &conf_dir);
+    let writer = Writer::start(&env, &schema, 2, 300).await;
+    let checker = Checker::start(&servers, &destination, "1001");
+    let old = active_of(&pair, &destination).await;
+    let new = 1 - old;
+    wait_for("rows flowing", WAIT, async || {
+        checker.row_deliveries() > 300
+    })
+    .await;
+
+    pair[old].sigstop();
+    let frozen_at = jiff::Timestamp::now();
+    wait_for("the other server to take over", WAIT, async || {
+        pair[new].role(&destination).await.as_deref() == Some("active")
+    })
+    .await;
+    let started = *ha_events(&pair[new], "active").last().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pair[old].sigcont();
+    wait_for("the resumed leader to stand by", WAIT, async || {
+        pair[old].role(&destination).await.as_deref() == Some("standby")
+    })
+    .await;
+    let fenced = *ha_events(&pair[old], "fenced").last().expect("it fenced");
+    println!(
+        "frozen at {frozen_at}, new leader at {started}, old fenced (after resume) at {fenced}"
+    );
+    let before = checker.row_deliveries();
+    wait_for("rows after the freeze", WAIT, async || {
+        checker.row_deliveries() > before + 100
+    })
+    .await;
+    let (_, report) = finish("freeze", writer, checker).await;
+    let old_address = pair[old].client_address.clone();
+    assert!(
+        !report
+            .batches
+            .iter()
+            .any(|b| b.server == old_address && b.received_at > started),
+        "nothing from the frozen leader after the takeover"
+    );
+    for server in &mut pair {
+        server.sigterm();
+        let _ = server.wait_exit(WAIT).await;
+    }
+}
+
+/// One ZooKeeper node of three lost: the leader goes on (no fencing, no
+/// client reconnect). Quorum lost: every server stops serving within the
+/// session timeout; when quorum returns, service resumes without loss.
+#[tokio::test(flavor = "multi_thread")]
+async fn zookeeper_node_loss_and_quorum_loss() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let (schema, destination, start) = schema_with_destination("quorum").await;
+    let dir = test_dir("quorum");
+    let conf_dir = dir.join("conf");
+    let session_ms = 4000;
+    write_conf(
+        &conf_dir,
+        &ha_properties(&destination, &servers, session_ms),
+        &[(&destination, &instance_properties(&env, &schema, &start))],
+    );
+    let mut pair = spawn_all(&["quorum-a", "quorum-b"], &conf_dir);
+    let writer = Writer::start(&env, &schema, 2, 300).await;
+    let checker = Checker::start(&servers, &destination, "1001");
+    let leader = active_of(&pair, &destination).await;
+    wait_for("rows flowing", WAIT, async || {
+        checker.row_deliveries() > 300
+    })
+    .await;
+
+    // The node serving the leader's session goes away.
+    let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
+    let (_, stat) = zookeeper
+        .get_data(&zk::running_path(&destination))
+        .await
+        .unwrap();
+    let node = zk::node_serving(stat.ephemeral_owner)
+        .await
+        .expect("the leader's session is served by a node");
+    drop(zookeeper);
+    let connections = checker.connections().len();
+    let one = StoppedNode::new(NodeAction::Stop, node).await;
+    let before = checker.row_deliveries();
+    wait_for("rows with one node down", WAIT, async || {
+        checker.row_deliveries() > before + 600
+    })
+    .await;
+    assert_eq!(
+        pair[leader].role(&destination).await.as_deref(),
+        Some("active"),
+        "no interruption"
+    );
+    assert!(
+        ha_events(&pair[leader], "fenced").is_empty(),
+        "never fenced"
+    );
+    assert_eq!(
+        checker.connections().len(),
+        connections,
+        "the client stayed connected"
+    );
+    one.start().await;
+
+    // Quorum lost: two nodes down, the second one killed, so that the
+    // moment quorum goes is known.
+    let first = StoppedNode::new(NodeAction::Stop, 1).await;
+    let lost_at = std::time::Instant::now();
+    let second = StoppedNode::new(NodeAction::Kill, 2).await;
+    wait_for("every server to stop serving", WAIT, async || {
+        let mut serving = false;
+        for server in &pair {
+            serving |= server.role(&destination).await.as_deref() == Some("active");
+        }
+        !serving
+    })
+    .await;
+    let stopped_after = lost_at.elapsed();
+    println!("quorum lost: nobody serves after {stopped_after:?}");
+    assert!(
+        stopped_after < Duration::from_millis(session_ms),
+        "stopped within the session timeout: {stopped_after:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.start().await;
+    second.start().await;
+    active_of(&pair, &destination).await;
+    let before = checker.row_deliveries();
+    wait_for("rows after quorum returned", WAIT, async || {
+        checker.row_deliveries() > before + 300
+    })
+    .await;
+    finish("ZooKeeper faults", writer, checker).await;
+    for server in &mut pair {
+        server.sigterm();
+        let _ = server.wait_exit(WAIT).await;
+    }
+}
