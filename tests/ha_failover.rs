@@ -282,6 +282,26 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
         .await
         .unwrap();
     assert_eq!(next_row().await, "2", "the next row, not a repeat");
+    // Who leads, in metrics: role, one term, the takeover's duration.
+    let metrics = pair[standby].metrics().await.expect("metrics");
+    for expected in [
+        r#"canal_ha_role{destination="example",role="active"} 1"#,
+        r#"canal_ha_role{destination="example",role="standby"} 0"#,
+        r#"canal_ha_terms_total{destination="example"} 1"#,
+        r#"canal_ha_fencings_total{destination="example"} 0"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(expected)),
+            "{expected} in\n{metrics}"
+        );
+    }
+    let failover: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"canal_ha_last_failover_seconds{destination="example"} "#))
+        .expect("last failover duration")
+        .parse()
+        .unwrap();
+    assert!(failover < 1.0, "a graceful hand-over: {failover} s");
     let status = tokio::time::timeout(WAIT, client.wait())
         .await
         .unwrap()
@@ -616,4 +636,51 @@ async fn zookeeper_node_loss_and_quorum_loss() {
         server.sigterm();
         let _ = server.wait_exit(WAIT).await;
     }
+}
+
+/// canal.register.ip is what goes into ZooKeeper (clients dial it).
+#[tokio::test(flavor = "multi_thread")]
+async fn registered_address_comes_from_canal_register_ip() {
+    let _serial = SERIAL.lock().await;
+    let env = LiveEnv::get();
+    let servers = zk::servers();
+    let (schema, destination, start) = schema_with_destination("register").await;
+    let dir = test_dir("register");
+    let conf_dir = dir.join("conf");
+    write_conf(
+        &conf_dir,
+        &ha_properties(&destination, &servers, 4000),
+        &[(&destination, &instance_properties(&env, &schema, &start))],
+    );
+    let mut server = ServerProcess::spawn(
+        SpawnOptions::new("register", &conf_dir).env("canal.register.ip", "localhost"),
+    );
+    active_of(std::slice::from_ref(&server), &destination).await;
+    let port = server.client_address.rsplit_once(':').unwrap().1.to_owned();
+    let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
+    let (running, _) = zookeeper
+        .get_data(&zk::running_path(&destination))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&running).unwrap()["address"],
+        format!("localhost:{port}")
+    );
+    assert!(
+        zookeeper
+            .check_stat(&format!("/otter/canal/cluster/localhost:{port}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    server.sigterm();
+    assert!(server.wait_exit(WAIT).await.success());
+    assert!(
+        zookeeper
+            .check_stat(&format!("/otter/canal/cluster/localhost:{port}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "a graceful stop removes the member node"
+    );
 }

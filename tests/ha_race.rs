@@ -324,3 +324,101 @@ async fn a_foreign_address_in_running_fences_the_owner() {
     );
     a.stop().await;
 }
+
+/// `tail --zk` holds canal's client lock: of two consumers with the same
+/// client id one prints, the other stands by; when the first stops, the
+/// second takes over from the acked cursor.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tail_per_client_id_holds_the_lock() {
+    use tokio::io::AsyncBufReadExt;
+    let _serial = SERIAL.lock().await;
+    let (server_id, schema, destination, mut conn) = setup("lock").await;
+    let mut server = Node::start(server_id, &destination, &schema).await;
+    wait_for("active", || server.role() == Role::Active).await;
+    let spawn_tail = || {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
+            .args([
+                "tail",
+                "--zk",
+                &zk_servers(),
+                "--destination",
+                &destination,
+                "--json",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        (child, lines)
+    };
+    let zk = server.zk.client();
+    let lock = format!("{}/1001/running", nodes::destination(&destination));
+    let (mut first, mut first_lines) = spawn_tail();
+    let started = Instant::now();
+    while zk.check_stat(&lock).await.unwrap().is_none() {
+        assert!(started.elapsed() < WAIT, "the first tail takes the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut second, mut second_lines) = spawn_tail();
+    // The holder's node: canal's ClientRunningData with its connection address.
+    let (data, stat) = zk.get_data(&lock).await.unwrap();
+    let holder: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    assert_eq!(holder["clientId"], 1001);
+    assert_eq!(holder["active"], true);
+    assert_ne!(stat.ephemeral_owner, 0);
+
+    let ids_of = |line: &str| -> Vec<String> {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        entry["rowChange"]["rowDatas"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| r["afterColumns"][0]["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1)"))
+        .await
+        .unwrap();
+    loop {
+        let line = tokio::time::timeout(WAIT, first_lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if ids_of(&line) == ["1"] {
+            break;
+        }
+    }
+    // The standby printed nothing.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), second_lines.next_line()).await;
+    assert!(quiet.is_err(), "the standby consumer printed: {quiet:?}");
+
+    // SIGTERM: the holder releases the lock; the standby takes over and
+    // goes on after the acked row.
+    std::process::Command::new("kill")
+        .args(["-TERM", &first.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(first.wait().await.unwrap().success());
+    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (2)"))
+        .await
+        .unwrap();
+    loop {
+        let line = tokio::time::timeout(WAIT, second_lines.next_line())
+            .await
+            .expect("the standby consumer took over")
+            .unwrap()
+            .unwrap();
+        let ids = ids_of(&line);
+        assert_ne!(ids, ["1"], "row 1 was acked by the first consumer");
+        if ids == ["2"] {
+            break;
+        }
+    }
+    second.kill().await.unwrap();
+    server.stop().await;
+}

@@ -135,6 +135,13 @@ async fn follow(args: TailArgs) -> Result<(), String> {
         tracing::info!(destination = %args.destination, client_id = %args.client_id, "holding the client lock");
         let outcome = tokio::select! {
             outcome = consume(&args, Some(&zookeeper), Some(&lock), &login, &mut progress) => outcome,
+            _ = terminated() => {
+                // Hand the client id over at once instead of after our
+                // session times out.
+                tracing::info!("stopping: releasing the client lock");
+                lock.release().await;
+                return Ok(());
+            }
             _ = lock.lost() => {
                 tracing::warn!("lost the client lock; standing by");
                 if !matches!(
@@ -241,4 +248,20 @@ fn show(received: &Received, json: bool) -> io::Result<()> {
         write!(out, "{}", print::batch_block(received))?;
     }
     out.flush()
+}
+
+/// SIGTERM or SIGINT.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
