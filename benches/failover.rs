@@ -295,6 +295,9 @@ async fn run_kind(kind: Kind, runs: usize) -> Vec<Outcome> {
 }
 
 fn main() {
+    if !common::benchmarking() {
+        return;
+    }
     let runs = std::env::var("BENCH_FAILOVER_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())

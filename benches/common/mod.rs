@@ -14,6 +14,16 @@ pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench"))
 }
 
+/// Whether `cargo bench` runs this (it passes `--bench`); `cargo test
+/// --all-targets` runs bench binaries too, where measuring makes no sense.
+pub fn benchmarking() -> bool {
+    let yes = std::env::args().any(|a| a == "--bench");
+    if !yes {
+        println!("benchmark skipped: run it with cargo bench (scripts/bench)");
+    }
+    yes
+}
+
 pub fn runs() -> usize {
     std::env::var("BENCH_RUNS")
         .ok()
