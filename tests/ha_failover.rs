@@ -132,6 +132,18 @@ async fn finish(
     (verdict, report)
 }
 
+/// Member nodes are registered by a task of their own: poll for them.
+async fn node_appears(zookeeper: &zookeeper_client::Client, path: &str) -> zookeeper_client::Stat {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(stat) = zookeeper.check_stat(path).await.unwrap() {
+            return stat;
+        }
+        assert!(started.elapsed() < WAIT, "{path} never appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn print_verdict(what: &str, verdict: &Verdict) {
     println!("{what}:\n{verdict}");
     for reconnect in &verdict.reconnects {
@@ -208,7 +220,7 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
                 server.client_address
             ),
         ] {
-            let stat = zookeeper.check_stat(&path).await.unwrap().expect(&path);
+            let stat = node_appears(&zookeeper, &path).await;
             assert_ne!(stat.ephemeral_owner, 0, "{path} is ephemeral");
         }
     }
@@ -666,13 +678,11 @@ async fn registered_address_comes_from_canal_register_ip() {
         serde_json::from_slice::<serde_json::Value>(&running).unwrap()["address"],
         format!("localhost:{port}")
     );
-    assert!(
-        zookeeper
-            .check_stat(&format!("/otter/canal/cluster/localhost:{port}"))
-            .await
-            .unwrap()
-            .is_some()
-    );
+    node_appears(
+        &zookeeper,
+        &format!("/otter/canal/cluster/localhost:{port}"),
+    )
+    .await;
     server.sigterm();
     assert!(server.wait_exit(WAIT).await.success());
     assert!(

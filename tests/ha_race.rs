@@ -190,7 +190,15 @@ async fn canal_nodes_standby_answers_and_graceful_handover() {
             nodes::server_member(&node.address),
             nodes::destination_member(&destination, &node.address),
         ] {
-            let stat = zk.check_stat(&path).await.unwrap().expect(&path);
+            // Registered by a task of their own: give it a moment.
+            let started = Instant::now();
+            let stat = loop {
+                if let Some(stat) = zk.check_stat(&path).await.unwrap() {
+                    break stat;
+                }
+                assert!(started.elapsed() < WAIT, "{path} never appeared");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
             assert_eq!(
                 stat.ephemeral_owner,
                 node.zk.session_id(),
