@@ -285,7 +285,7 @@ impl Election {
         } else {
             format!(
                 "no answer from ZooKeeper for {:?}: the session may expire",
-                self.zk.settings().lease_length()
+                self.zk.lease_length()
             )
         };
         self.fence(&reason).await;

@@ -49,14 +49,17 @@ impl Default for HaSettings {
 }
 
 impl HaSettings {
-    /// How long an answered request keeps the leader serving.
-    pub fn lease_length(&self) -> Duration {
-        self.session_timeout.mul_f64(self.fence_fraction)
+    /// How long a committed request keeps the leader serving, for a
+    /// session of `negotiated` timeout: the ensemble may grant another
+    /// timeout than the configured one (its min/maxSessionTimeout), and only
+    /// the granted one says when the session can expire.
+    pub fn lease_length(&self, negotiated: Duration) -> Duration {
+        negotiated.mul_f64(self.fence_fraction)
     }
 
     /// How often the lease is renewed: several times per lease, so one
     /// slow answer does not stop a healthy leader.
-    pub fn renew_interval(&self) -> Duration {
-        (self.lease_length() / 6).clamp(Duration::from_millis(20), Duration::from_secs(1))
+    pub fn renew_interval(&self, negotiated: Duration) -> Duration {
+        (self.lease_length(negotiated) / 6).clamp(Duration::from_millis(20), Duration::from_secs(1))
     }
 }

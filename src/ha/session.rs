@@ -97,6 +97,12 @@ impl ZkSession {
         &self.settings
     }
 
+    /// The current session's lease length (from its granted timeout).
+    pub fn lease_length(&self) -> Duration {
+        self.settings
+            .lease_length(self.read().client.session_timeout())
+    }
+
     /// Changes with every new session.
     pub fn generations(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
@@ -113,6 +119,16 @@ impl ZkSession {
                 (current.client.clone(), current.lease.clone())
             };
             let session = client.session_id();
+            let negotiated = client.session_timeout();
+            if negotiated != self.settings.session_timeout {
+                tracing::warn!(
+                    %session,
+                    configured = ?self.settings.session_timeout,
+                    granted = ?negotiated,
+                    "ZooKeeper granted another session timeout (its minSessionTimeout / \
+                     maxSessionTimeout); fencing and failover follow the granted one"
+                );
+            }
             let renewer = tokio::spawn(renew(
                 client.clone(),
                 lease.clone(),
@@ -204,8 +220,9 @@ async fn quorum_round_trip(client: &Client) -> Result<(), String> {
 /// side by side, so one stuck on a dying connection does not hold back the
 /// next one on a fresh connection.
 async fn renew(client: Client, lease: Arc<Lease>, settings: HaSettings, cancel: CancellationToken) {
-    let length = settings.lease_length();
-    let mut tick = tokio::time::interval(settings.renew_interval());
+    let negotiated = client.session_timeout();
+    let length = settings.lease_length(negotiated);
+    let mut tick = tokio::time::interval(settings.renew_interval(negotiated));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut probes = tokio::task::JoinSet::new();
     loop {
