@@ -17,6 +17,7 @@ pub mod config;
 pub mod cursor;
 pub mod ha;
 pub mod metrics;
+pub mod operator;
 pub mod protocol;
 pub mod server;
 pub mod store;

@@ -18,6 +18,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "canal.admin.port",
     "canal.user",
     "canal.passwd",
+    "canal.password",
     "canal.zkServers",
     "canal.zookeeper.flush.period",
     "canal.zookeeper.session.timeout",
@@ -277,6 +278,33 @@ fn classify<'k>(key: &'k str, destinations: &[String]) -> Kind<'k> {
         }
     }
     Kind::Unknown
+}
+
+/// Where a key belongs, for tools that write configuration (the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScope {
+    /// `canal.properties`: read once for the whole server.
+    Server,
+    /// `instance.properties` (or `canal.properties` for every destination).
+    Instance,
+}
+
+/// Whether canal-server acts on `key`, and where it goes; the error says
+/// why not (unknown, with the closest known key, or accepted without
+/// effect).
+pub fn key_scope(key: &str) -> Result<KeyScope, String> {
+    match classify(key, &[]) {
+        Kind::ServerOnly => Ok(KeyScope::Server),
+        Kind::Known if INSTANCE_KEYS.contains(&key) => Ok(KeyScope::Instance),
+        Kind::Known => Err(format!("{key} has no effect in canal-server")),
+        Kind::NoEffect(_) => Err(format!(
+            "{key} only tunes canal's Java internals and has no effect in canal-server"
+        )),
+        Kind::OtherDestination(_) | Kind::Unknown => Err(match suggestion(key) {
+            Some(known) => format!("{key} is not a canal-server key (did you mean {known}?)"),
+            None => format!("{key} is not a canal-server key"),
+        }),
+    }
 }
 
 /// How [`check`] sees values: placeholders expanded, and the effective

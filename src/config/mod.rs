@@ -29,6 +29,7 @@ pub use instance::{
     BatchMode, DEFAULT_BLACK_REGEX, DEFAULT_FILTER_REGEX, FilterSwitches, FilterTexts,
     InstanceConfig, MasterAddress, MemoryStoreConfig,
 };
+pub use keys::{KeyScope, key_scope};
 pub use properties::Properties;
 pub use server::{ServerConfig, StorageProfile, ZookeeperConfig};
 

@@ -180,6 +180,17 @@ impl ServerConfig {
                     .then(|| Some(t.to_ascii_lowercase()))
             },
         )?;
+        // The plain password, for deployments that keep it in a Secret
+        // (the operator): hashed here so the hash never lands in a manifest.
+        let passwd = match (passwd, layers.string(PLAIN_PASSWORD_KEY)?) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Conflict(format!(
+                    "both canal.passwd and {PLAIN_PASSWORD_KEY} are set; keep one"
+                )));
+            }
+            (None, Some(plain)) => Some(crate::protocol::auth::server_secret(&plain)),
+            (passwd, None) => passwd,
+        };
 
         let zookeeper = ZookeeperConfig {
             servers: layers.string("canal.zkServers")?,
@@ -232,6 +243,9 @@ impl ServerConfig {
         })
     }
 }
+
+/// The client password in plain text (not a canal key; canal-server only).
+pub const PLAIN_PASSWORD_KEY: &str = "canal.password";
 
 #[cfg(test)]
 mod tests {

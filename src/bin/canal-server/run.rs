@@ -33,10 +33,11 @@ async fn serve(config: CanalConfig) -> Result<(), String> {
         ),
         None => None,
     };
+    let offset = server_id_offset(std::env::var(SERVER_ID_OFFSET).ok().as_deref())?;
     let mut instances = Vec::new();
     for instance in &config.instances {
         let cursors = cursor_store(instance, zookeeper.as_ref());
-        instances.push((settings(instance, &config), cursors));
+        instances.push((settings(instance, &config, offset)?, cursors));
     }
     let address = |port: u16| -> Result<SocketAddr, String> {
         format!("{}:{port}", bracket(&server_config.ip))
@@ -160,17 +161,43 @@ fn derived_server_id(destination: &str) -> u32 {
     1_000_000 + hash % 1_000_000_000
 }
 
-fn settings(instance: &InstanceConfig, config: &CanalConfig) -> InstanceSettings {
+/// Added to every destination's replica server id, so the pods of one
+/// StatefulSet share a configuration yet connect with distinct ids (the
+/// operator sets it to the pod's ordinal).
+const SERVER_ID_OFFSET: &str = "CANAL_SERVER_ID_OFFSET";
+
+fn server_id_offset(value: Option<&str>) -> Result<u32, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(0),
+        Some(text) => text.parse().map_err(|_| {
+            format!(
+                "{SERVER_ID_OFFSET}={text:?}: expected a non-negative integer (the pod's ordinal)"
+            )
+        }),
+    }
+}
+
+fn settings(
+    instance: &InstanceConfig,
+    config: &CanalConfig,
+    offset: u32,
+) -> Result<InstanceSettings, String> {
     let server_id = match instance.slave_id {
         0 => derived_server_id(&instance.destination),
-        id => id,
+        id => id.checked_add(offset).ok_or_else(|| {
+            format!(
+                "canal.instance.mysql.slaveId {id} + {SERVER_ID_OFFSET} {offset} for destination {} \
+                 exceeds the largest server id (4294967295)",
+                instance.destination
+            )
+        })?,
     };
     let flush_period = match (config.server.zookeeper.servers.is_some(), instance.storage) {
         (true, _) | (false, StorageProfile::ZooKeeper) => config.server.zookeeper.flush_period,
         (false, _) => config.server.file_flush_period,
     };
     let memory = &instance.memory;
-    InstanceSettings {
+    Ok(InstanceSettings {
         destination: instance.destination.clone(),
         replica: ReplicaConfig {
             address: instance.master.to_string(),
@@ -196,5 +223,18 @@ fn settings(instance: &InstanceConfig, config: &CanalConfig) -> InstanceSettings
         },
         flush_period,
         filter_transaction_entry: instance.switches.transaction_entry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_id_offset;
+
+    #[test]
+    fn server_id_offset_is_an_ordinal() {
+        assert_eq!(server_id_offset(None), Ok(0));
+        assert_eq!(server_id_offset(Some(" 2 ")), Ok(2));
+        let error = server_id_offset(Some("-1")).unwrap_err();
+        assert!(error.contains("CANAL_SERVER_ID_OFFSET"), "{error}");
     }
 }
