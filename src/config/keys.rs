@@ -25,6 +25,7 @@ pub(crate) const SERVER_KEYS: &[&str] = &[
     "canal.zookeeper.connection.timeout",
     "canal.zookeeper.race.delay",
     "canal.zookeeper.fence.fraction",
+    "canal.zookeeper.auth",
     "canal.destinations",
     "canal.conf.dir",
     "canal.serverMode",

@@ -76,6 +76,10 @@ pub struct ZookeeperConfig {
     /// stops serving, before its session can expire and another server
     /// takes over.
     pub fence_fraction: f64,
+    /// `canal.zookeeper.auth` (not a canal key): `user:password` for
+    /// ZooKeeper's digest scheme, sent with every session. Hidden from
+    /// `Debug` and error messages.
+    pub auth: Option<crate::ha::session::DigestAuth>,
 }
 
 /// Server-wide settings.
@@ -204,6 +208,7 @@ impl ServerConfig {
                 "a fraction of the session timeout between 0 and 1 (exclusive), such as 0.5",
                 |t| t.parse::<f64>().ok().filter(|f| *f > 0.0 && *f < 1.0),
             )?,
+            auth: zookeeper_auth(layers)?,
         };
 
         let conf_dir = match layers.string("canal.conf.dir")? {
@@ -242,6 +247,30 @@ impl ServerConfig {
             file_flush_period: layers.millis("canal.file.flush.period", 1000, 0)?,
         })
     }
+}
+
+/// ZooKeeper digest credentials (not a canal key; canal-server only).
+pub const ZOOKEEPER_AUTH_KEY: &str = "canal.zookeeper.auth";
+
+/// `canal.zookeeper.auth`; a malformed value is reported without echoing
+/// it, as it holds a password.
+fn zookeeper_auth(layers: &Layers) -> Result<Option<crate::ha::session::DigestAuth>, ConfigError> {
+    let Some(setting) = layers.get(ZOOKEEPER_AUTH_KEY)? else {
+        return Ok(None);
+    };
+    let text = setting.value.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    crate::ha::session::DigestAuth::parse(text)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Invalid {
+            key: setting.key.clone(),
+            value: "<hidden>".to_owned(),
+            origin: setting.origin.clone(),
+            expected: "user:password for ZooKeeper's digest scheme (a non-empty user, then ':')"
+                .to_owned(),
+        })
 }
 
 /// The client password in plain text (not a canal key; canal-server only).

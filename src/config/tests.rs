@@ -784,3 +784,21 @@ fn per_destination_spring_xml_and_server_keys_in_instance_files() {
         config.warnings[1]
     );
 }
+
+#[test]
+fn zookeeper_digest_auth_is_read_and_never_echoed() {
+    let conf = seed();
+    assert_eq!(conf.load(&[]).unwrap().server.zookeeper.auth, None);
+    let config = conf
+        .load(&[("canal.zookeeper.auth", "canal:pa:ss")])
+        .unwrap();
+    assert_eq!(config.warnings, Vec::<String>::new());
+    let auth = config.server.zookeeper.auth.clone().unwrap();
+    assert_eq!(auth.credentials(), b"canal:pa:ss");
+    assert!(!format!("{config:?}").contains("pa:ss"));
+    let err = conf.error(&[("canal.zookeeper.auth", "onlysecret")]);
+    assert!(
+        err.starts_with("canal.zookeeper.auth = ") && !err.contains("onlysecret"),
+        "{err}"
+    );
+}

@@ -13,6 +13,54 @@ use zookeeper_client::{Client, SessionState};
 
 use super::{HaSettings, lease::Lease};
 
+/// ZooKeeper digest credentials, `user:password` (`canal.zookeeper.auth`,
+/// the operator's `spec.zookeeper.auth`): sent with every new session.
+/// `Debug` shows the user only, so the password never reaches a log.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DigestAuth {
+    /// `user:password`, as ZooKeeper's digest scheme takes it.
+    credentials: String,
+    user_len: usize,
+}
+
+impl DigestAuth {
+    /// `user:password` (the password may contain `:`); `None` without a
+    /// user.
+    pub fn parse(text: &str) -> Option<DigestAuth> {
+        let (user, _) = text.split_once(':')?;
+        (!user.is_empty()).then(|| DigestAuth {
+            credentials: text.to_owned(),
+            user_len: user.len(),
+        })
+    }
+
+    /// `None` for an empty user or one containing `:`.
+    pub fn new(user: &str, password: &str) -> Option<DigestAuth> {
+        if user.contains(':') {
+            return None;
+        }
+        Self::parse(&format!("{user}:{password}"))
+    }
+
+    pub fn user(&self) -> &str {
+        &self.credentials[..self.user_len]
+    }
+
+    /// The bytes for `Connector::with_auth("digest", ..)`.
+    pub fn credentials(&self) -> &[u8] {
+        self.credentials.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for DigestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestAuth")
+            .field("user", &self.user())
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Why ZooKeeper could not be reached.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to ZooKeeper at {servers} (canal.zkServers): {reason}")]
@@ -29,6 +77,7 @@ struct Current {
 pub struct ZkSession {
     servers: String,
     settings: HaSettings,
+    auth: Option<DigestAuth>,
     current: RwLock<Current>,
     /// Bumped for every new session; elections re-register on a change.
     generation: watch::Sender<u64>,
@@ -51,10 +100,21 @@ impl ZkSession {
         settings: HaSettings,
         cancel: &CancellationToken,
     ) -> Result<Arc<ZkSession>, ConnectError> {
-        let client = open(servers, &settings).await?;
+        Self::connect_with_auth(servers, settings, None, cancel).await
+    }
+
+    /// [`Self::connect`], authenticating every session with `auth`.
+    pub async fn connect_with_auth(
+        servers: &str,
+        settings: HaSettings,
+        auth: Option<DigestAuth>,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<ZkSession>, ConnectError> {
+        let client = open(servers, &settings, auth.as_ref()).await?;
         let session = Arc::new(ZkSession {
             servers: servers.to_owned(),
             settings,
+            auth,
             current: RwLock::new(Current {
                 client,
                 lease: Lease::new(),
@@ -71,6 +131,7 @@ impl ZkSession {
         Arc::new(ZkSession {
             servers: String::new(),
             settings: HaSettings::default(),
+            auth: None,
             current: RwLock::new(Current {
                 client,
                 lease: Lease::forever(),
@@ -145,7 +206,7 @@ impl ZkSession {
             let mut backoff = Duration::from_millis(100);
             let client = loop {
                 tokio::select! {
-                    opened = open(&self.servers, &self.settings) => match opened {
+                    opened = open(&self.servers, &self.settings, self.auth.as_ref()) => match opened {
                         Ok(client) => break client,
                         Err(error) => tracing::warn!(%error, "retrying"),
                     },
@@ -167,10 +228,17 @@ impl ZkSession {
     }
 }
 
-async fn open(servers: &str, settings: &HaSettings) -> Result<Client, ConnectError> {
-    let connector = Client::connector()
+async fn open(
+    servers: &str,
+    settings: &HaSettings,
+    auth: Option<&DigestAuth>,
+) -> Result<Client, ConnectError> {
+    let mut connector = Client::connector()
         .with_session_timeout(settings.session_timeout)
         .with_connection_timeout(settings.connection_timeout);
+    if let Some(auth) = auth {
+        connector = connector.with_auth("digest", auth.credentials());
+    }
     let error = |reason: String| ConnectError {
         servers: servers.to_owned(),
         reason,
@@ -243,5 +311,26 @@ async fn renew(client: Client, lease: Arc<Lease>, settings: HaSettings, cancel: 
                 lease.renew(sent, length);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DigestAuth;
+
+    #[test]
+    fn digest_auth_parses_and_never_shows_the_password() {
+        let auth = DigestAuth::parse("canal:s3cr:et").unwrap();
+        assert_eq!(auth.user(), "canal");
+        assert_eq!(auth.credentials(), b"canal:s3cr:et");
+        let shown = format!("{auth:?}");
+        assert!(
+            shown.contains("canal") && !shown.contains("s3cr"),
+            "{shown}"
+        );
+        assert_eq!(DigestAuth::new("canal", "s3cr:et"), Some(auth));
+        assert_eq!(DigestAuth::parse("no-colon"), None);
+        assert_eq!(DigestAuth::parse(":password"), None);
+        assert_eq!(DigestAuth::new("a:b", "c"), None);
     }
 }

@@ -8,7 +8,12 @@
 //!        └──────── status ◄── zookeeper (running, cluster, cursors)
 //! ```
 
+pub mod apply;
 pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;
 pub mod validate;
 pub mod zookeeper;

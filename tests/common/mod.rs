@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod k8s;
 pub mod live;
+pub mod operator;
 pub mod proxy;
 pub mod workload;
 pub mod zk;

@@ -1,10 +1,12 @@
 //! `canal-operator`: runs the controller (`run`, the default) and prints
 //! its CustomResourceDefinition (`crd`).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use canal::operator::controller::{self, OperatorOptions};
 use canal::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
@@ -17,23 +19,97 @@ struct Cli {
     /// Log line format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true, env = "CANAL_LOG_FORMAT")]
     log_format: LogFormat,
+    #[command(flatten)]
+    run: RunArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller (the default; its options go before `run`).
+    Run,
     /// Print the CanalInstance CustomResourceDefinition as YAML.
     Crd,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Metrics and health endpoints.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// The canal-server image for instances without spec.image.
+    #[arg(long, env = "CANAL_SERVER_IMAGE", default_value = concat!("ghcr.io/canal-operator/canal-server:", env!("CARGO_PKG_VERSION")))]
+    server_image: String,
+    /// Namespace of the leadership Lease; without it the operator runs
+    /// unelected (one replica only).
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    #[arg(long, env = "LEASE_NAME", default_value = "canal-operator")]
+    lease_name: String,
+    /// This replica's identity (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "canal-operator")]
+    identity: String,
+    /// Reconciles running side by side.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    match cli.command {
-        Some(Command::Crd) | None => {
+    let result = match cli.command {
+        Some(Command::Crd) => {
             print!("{}", canal::operator::crd::crd_yaml());
-            ExitCode::SUCCESS
+            Ok(())
+        }
+        Some(Command::Run) | None => run(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("canal-operator: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
+    runtime.block_on(async {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let options = OperatorOptions {
+            namespace: args.namespace,
+            metrics_address: args.metrics_address,
+            default_image: args.server_image,
+            lease: args.lease_namespace.map(|ns| (ns, args.lease_name)),
+            identity: args.identity,
+            concurrency: args.concurrency,
+        };
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping");
+            stop.cancel();
+        });
+        controller::run(options, cancel).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -1,0 +1,255 @@
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::*;
+use crate::operator::crd::CanalInstance;
+
+fn instance() -> CanalInstance {
+    let text = include_str!("../../tests/fixtures/operator/orders.yaml");
+    let mut instance: CanalInstance = serde_saphyr::from_str(text).unwrap();
+    instance.metadata.generation = Some(3);
+    instance
+}
+
+fn statefulset(replicas: i32, ready: i32, updated: i32) -> StatefulSet {
+    StatefulSet {
+        metadata: ObjectMeta {
+            generation: Some(7),
+            ..Default::default()
+        },
+        spec: None,
+        status: Some(StatefulSetStatus {
+            observed_generation: Some(7),
+            replicas,
+            ready_replicas: Some(ready),
+            updated_replicas: Some(updated),
+            ..Default::default()
+        }),
+    }
+}
+
+fn pods() -> Vec<PodAddress> {
+    vec![
+        PodAddress {
+            name: "orders-0".into(),
+            ip: "10.1.0.5".into(),
+        },
+        PodAddress {
+            name: "orders-1".into(),
+            ip: "10.1.0.6".into(),
+        },
+    ]
+}
+
+fn cursor(id: &str, journal: &str, position: i64, timestamp: i64) -> ClientCursorStatus {
+    ClientCursorStatus {
+        client_id: id.into(),
+        journal_name: Some(journal.into()),
+        position: Some(position),
+        gtid: None,
+        timestamp: Some(timestamp),
+        error: None,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_second(1_800_000_000).unwrap()
+}
+
+fn seen() -> ZkState {
+    ZkState::Seen(ZkFacts {
+        running: Some((
+            "10.1.0.6:11111".into(),
+            Timestamp::from_second(1_799_999_000).unwrap(),
+        )),
+        members: vec!["10.1.0.5:11111".into(), "10.1.0.6:11111".into()],
+        cursors: vec![
+            cursor("1001", "mysql-bin.000004", 120, 1_799_999_990_000),
+            cursor("1002", "mysql-bin.000003", 999, 1_799_999_900_000),
+        ],
+    })
+}
+
+fn observe<'a>(sts: Option<&'a StatefulSet>, pods: &'a [PodAddress], zk: ZkState) -> Observed<'a> {
+    Observed {
+        outcome: Outcome::Applied,
+        statefulset: sts,
+        pods,
+        zookeeper: zk,
+        config_hash: Some("h1".into()),
+        cursor_reset: None,
+        label_selector: "app=x".into(),
+        now: now(),
+    }
+}
+
+fn condition<'a>(status: &'a CanalInstanceStatus, type_: &str) -> &'a Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_}"))
+}
+
+#[test]
+fn a_healthy_instance_reports_its_active_pod_and_slowest_cursor() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let status = desired_status(&instance(), &observe(Some(&sts), &pods, seen()));
+    let active = status.active_server.as_ref().unwrap();
+    assert_eq!(active.pod.as_deref(), Some("orders-1"));
+    assert_eq!(active.address, "10.1.0.6:11111");
+    assert_eq!(status.members.len(), 2);
+    assert_eq!(status.members[0].pod.as_deref(), Some("orders-0"));
+    assert_eq!(status.binlog.as_deref(), Some("mysql-bin.000003:999"));
+    assert_eq!(status.binlog_lag_seconds, Some(100));
+    assert_eq!(status.replicas_summary.as_deref(), Some("2/2"));
+    assert_eq!(status.observed_generation, Some(3));
+    assert_eq!(condition(&status, READY).status, "True");
+    assert_eq!(condition(&status, DEGRADED).status, "False");
+    assert_eq!(condition(&status, PROGRESSING).status, "False");
+    assert_eq!(condition(&status, PAUSED).status, "False");
+    for c in &status.conditions {
+        assert_eq!(c.observed_generation, Some(3), "{}", c.type_);
+        assert!(!c.reason.is_empty() && !c.message.is_empty(), "{}", c.type_);
+    }
+}
+
+#[test]
+fn every_condition_is_set_on_the_first_reconcile() {
+    let pods = [];
+    let status = desired_status(&instance(), &observe(None, &pods, ZkState::Connecting));
+    for type_ in [READY, PROGRESSING, DEGRADED, PAUSED] {
+        condition(&status, type_);
+    }
+    assert_eq!(condition(&status, PROGRESSING).reason, "Creating");
+    assert_eq!(condition(&status, READY).status, "False");
+}
+
+#[test]
+fn unchanged_facts_give_an_identical_status() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut instance = instance();
+    let first = desired_status(&instance, &observe(Some(&sts), &pods, seen()));
+    instance.status = Some(first.clone());
+    let mut later = observe(Some(&sts), &pods, seen());
+    later.now = now();
+    let second = desired_status(&instance, &later);
+    assert!(!differs(Some(&first), &second), "{first:#?}\n{second:#?}");
+}
+
+#[test]
+fn transition_times_move_only_when_a_condition_flips() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut instance = instance();
+    let first = desired_status(&instance, &observe(Some(&sts), &pods, seen()));
+    instance.status = Some(first.clone());
+    let mut later = observe(Some(&sts), &pods, ZkState::Seen(ZkFacts::default()));
+    later.now = Timestamp::from_second(1_800_000_100).unwrap();
+    let second = desired_status(&instance, &later);
+    assert_eq!(condition(&second, READY).status, "False");
+    assert_eq!(condition(&second, READY).reason, "NoActiveServer");
+    assert_ne!(
+        condition(&second, READY).last_transition_time,
+        condition(&first, READY).last_transition_time
+    );
+    assert_eq!(
+        condition(&second, DEGRADED).last_transition_time,
+        condition(&first, DEGRADED).last_transition_time
+    );
+}
+
+#[test]
+fn a_rollout_is_progressing() {
+    let sts = statefulset(2, 1, 1);
+    let pods = pods();
+    let status = desired_status(&instance(), &observe(Some(&sts), &pods, seen()));
+    let progressing = condition(&status, PROGRESSING);
+    assert_eq!(
+        (progressing.status.as_str(), progressing.reason.as_str()),
+        ("True", "RollingOut")
+    );
+    assert_eq!(
+        condition(&status, READY).status,
+        "True",
+        "the active server still serves"
+    );
+}
+
+#[test]
+fn invalid_spec_and_unreachable_zookeeper_degrade() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut observed = observe(Some(&sts), &pods, seen());
+    observed.outcome = Outcome::Invalid {
+        reason: "SecretMissing",
+        message: "spec.source.credentials: Secret shop/x does not exist".into(),
+    };
+    let status = desired_status(&instance(), &observed);
+    let degraded = condition(&status, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "SecretMissing")
+    );
+    assert_eq!(condition(&status, READY).status, "False");
+
+    let mut instance = instance();
+    instance.status = Some(desired_status(
+        &instance,
+        &observe(Some(&sts), &pods, seen()),
+    ));
+    let status = desired_status(
+        &instance,
+        &observe(
+            Some(&sts),
+            &pods,
+            ZkState::Unreachable("connection refused".into()),
+        ),
+    );
+    assert_eq!(condition(&status, DEGRADED).reason, "ZooKeeperUnreachable");
+    assert_eq!(
+        status.active_server.as_ref().map(|a| a.address.as_str()),
+        Some("10.1.0.6:11111"),
+        "the last known active server stays visible"
+    );
+}
+
+#[test]
+fn paused_and_cursor_reset_are_reported() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut observed = observe(Some(&sts), &pods, seen());
+    observed.outcome = Outcome::Paused;
+    observed.cursor_reset = Some(CursorResetResult::Applied(AppliedCursorReset {
+        nonce: "n1".into(),
+        applied_at: "2027-01-15T08:00:00Z".into(),
+        client_ids: vec!["1001".into()],
+    }));
+    let mut instance = instance();
+    let status = desired_status(&instance, &observed);
+    assert_eq!(condition(&status, PAUSED).status, "True");
+    let reset = condition(&status, CURSOR_RESET);
+    assert_eq!(reset.status, "True");
+    assert!(reset.message.contains("1001"), "{}", reset.message);
+    assert_eq!(status.cursor_reset.as_ref().unwrap().nonce, "n1");
+
+    // Later reconciles keep the condition and the applied nonce.
+    instance.status = Some(status.clone());
+    let later = desired_status(&instance, &observe(Some(&sts), &pods, seen()));
+    assert_eq!(condition(&later, CURSOR_RESET).message, reset.message);
+    assert_eq!(later.cursor_reset, status.cursor_reset);
+}
+
+#[test]
+fn an_address_without_a_pod_is_still_reported() {
+    let sts = statefulset(2, 2, 2);
+    let pods = [];
+    let status = desired_status(&instance(), &observe(Some(&sts), &pods, seen()));
+    let active = status.active_server.unwrap();
+    assert_eq!(
+        (active.address.as_str(), active.pod),
+        ("10.1.0.6:11111", None)
+    );
+}

@@ -1,0 +1,112 @@
+//! The real `canal-operator` binary as a child process against a test
+//! control plane, watching one namespace; ended by PID on drop.
+
+use std::{
+    fs::File,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use super::cluster::free_port;
+use super::k8s::ControlPlane;
+
+pub struct OperatorProcess {
+    child: Child,
+    pub metrics_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Watches `namespace` only, so tests sharing a control plane do not
+    /// reconcile each other's objects.
+    pub fn start(plane: &ControlPlane, namespace: &str) -> OperatorProcess {
+        OperatorProcess::start_with(plane, namespace, &[])
+    }
+
+    pub fn start_with(plane: &ControlPlane, namespace: &str, extra: &[&str]) -> OperatorProcess {
+        let metrics_port = free_port();
+        let log_path = plane
+            .run_dir()
+            .join(format!("operator-{namespace}-{metrics_port}.log"));
+        let log = File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let child = Command::new(env!("CARGO_BIN_EXE_canal-operator"))
+            .args(["--log-format", "json", "--namespace", namespace])
+            .args(["--metrics-address", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--server-image", "canal-server:test"])
+            .args(extra)
+            .arg("run")
+            .env("KUBECONFIG", plane.kubeconfig_path())
+            .env("RUST_LOG", "info,canal=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start canal-operator: {e}"));
+        OperatorProcess {
+            child,
+            metrics_port,
+            log_path,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let address = format!("127.0.0.1:{}", self.metrics_port);
+        for _ in 0..50 {
+            if let Ok(text) = http_get(&address, "/metrics").await {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "operator metrics at {address} did not answer; log: {}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &self.child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain HTTP/1.0 GET (the operator's endpoints need nothing more).
+pub async fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map_or(body.clone(), |(_, b)| b.to_owned()))
+}
