@@ -99,15 +99,11 @@ impl Context {
                 old.forwarder.abort();
                 self.forget_unless_shared(&watches, &old.key);
             }
-            let trigger = self.trigger.clone();
-            let target = object.clone();
-            let forwarder = tokio::spawn(async move {
-                while receiver.changed().await.is_ok() {
-                    if trigger.send(target.clone()).is_err() {
-                        break;
-                    }
-                }
-            });
+            let forwarder = tokio::spawn(forward_changes(
+                receiver,
+                self.trigger.clone(),
+                object.clone(),
+            ));
             watches.insert(
                 object.clone(),
                 Watch {
@@ -156,6 +152,54 @@ impl Context {
         if let Err(error) = self.recorder.publish(&event, &reference).await {
             tracing::warn!(%error, reason, "cannot publish an event");
         }
+    }
+}
+
+/// Cursors move with every flush (each second per destination): their
+/// changes requeue at most this often; any other change at once.
+const CURSOR_REQUEUE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Requeues `target` when its ZooKeeper view changes.
+async fn forward_changes(
+    mut receiver: tokio::sync::watch::Receiver<zk::Observation>,
+    trigger: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    target: ObjectRef<DynamicObject>,
+) {
+    let mut last = significant(&receiver.borrow_and_update());
+    let mut cursors_moved = false;
+    let mut last_sent = tokio::time::Instant::now();
+    loop {
+        let due = last_sent + CURSOR_REQUEUE_INTERVAL;
+        tokio::select! {
+            changed = receiver.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = significant(&receiver.borrow_and_update());
+                if now == last {
+                    cursors_moved = true;
+                    continue;
+                }
+                last = now;
+            }
+            () = tokio::time::sleep_until(due), if cursors_moved => {}
+        }
+        cursors_moved = false;
+        last_sent = tokio::time::Instant::now();
+        if trigger.send(target.clone()).is_err() {
+            return;
+        }
+    }
+}
+
+/// An observation without its cursors.
+fn significant(observation: &zk::Observation) -> zk::Observation {
+    match observation {
+        zk::Observation::Seen(view) => zk::Observation::Seen(zk::DestinationView {
+            cursors: Vec::new(),
+            ..view.clone()
+        }),
+        other => other.clone(),
     }
 }
 
@@ -614,6 +658,24 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     if instance.spec.zookeeper.cleanup_policy == CleanupPolicy::Delete {
+        // Running servers would re-create the nodes: stop them first.
+        let names = Names::of(instance);
+        let namespace = instance.metadata.namespace.clone().unwrap_or_default();
+        let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &namespace);
+        if statefulsets.get_opt(&names.statefulset()).await?.is_some() {
+            statefulsets
+                .delete(&names.statefulset(), &kube::api::DeleteParams::foreground())
+                .await?;
+        }
+        let remaining = instance_pods(ctx, &namespace, &names).await?;
+        if !remaining.is_empty() {
+            tracing::info!(
+                instance = %object.name_any(),
+                pods = remaining.len(),
+                "waiting for the pods to stop before deleting the ZooKeeper nodes"
+            );
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
         let Some(key) = key else {
             return Err(Error::ZooKeeper(
                 "cannot delete the destination's nodes: the ZooKeeper auth Secret cannot be read"

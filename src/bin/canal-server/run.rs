@@ -27,9 +27,14 @@ async fn serve(config: CanalConfig) -> Result<(), String> {
     let background = tokio_util::sync::CancellationToken::new();
     let zookeeper = match &server_config.zookeeper.servers {
         Some(servers) => Some(
-            ZkSession::connect(servers, ha_settings(&config), &background)
-                .await
-                .map_err(|e| e.to_string())?,
+            ZkSession::connect_with_auth(
+                servers,
+                ha_settings(&config),
+                server_config.zookeeper.auth.clone(),
+                &background,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
         ),
         None => None,
     };

@@ -18,8 +18,10 @@ use crate::{
 };
 
 /// The `address` the operator writes into `running` while it resets
-/// cursors; servers see another owner and stand by.
-pub const RESET_ADDRESS: &str = "canal-operator:cursor-reset";
+/// cursors; servers see another owner and stand by. An ip:port that no
+/// server has, because canal's Java cluster client parses the port as a
+/// number and would fail on anything else during the reset.
+pub const RESET_ADDRESS: &str = "0.0.0.0:0";
 
 /// How long the reset waits after fencing the active server, so a cursor
 /// write it had in flight lands before the new cursors.
