@@ -25,6 +25,17 @@ impl OperatorProcess {
     }
 
     pub fn start_with(plane: &ControlPlane, namespace: &str, extra: &[&str]) -> OperatorProcess {
+        OperatorProcess::start_as(plane.kubeconfig_path(), plane, namespace, extra)
+    }
+
+    /// With another kubeconfig (e.g. one impersonating the operator's
+    /// ServiceAccount).
+    pub fn start_as(
+        kubeconfig: &std::path::Path,
+        plane: &ControlPlane,
+        namespace: &str,
+        extra: &[&str],
+    ) -> OperatorProcess {
         let metrics_port = free_port();
         let log_path = plane
             .run_dir()
@@ -37,7 +48,7 @@ impl OperatorProcess {
             .args(["--server-image", "canal-server:test"])
             .args(extra)
             .arg("run")
-            .env("KUBECONFIG", plane.kubeconfig_path())
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,canal=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -49,6 +60,22 @@ impl OperatorProcess {
             metrics_port,
             log_path,
         }
+    }
+
+    /// `canal_operator_leading` from the metrics, None while unreachable.
+    pub async fn leading(&self) -> Option<bool> {
+        let text = http_get(&format!("127.0.0.1:{}", self.metrics_port), "/metrics")
+            .await
+            .ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("canal_operator_leading "))?;
+        Some(line.ends_with(" 1"))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn pid(&self) -> u32 {
