@@ -16,7 +16,8 @@
 //! their command lines). A run directory whose owning test process is gone
 //! (killed before its exit hook ran) is stopped and purged by the next
 //! [`ControlPlane::start`]. `CANAL_TEST_KEEP_K8S=1` keeps the directories
-//! (logs, etcd data) after the processes are stopped.
+//! (logs, etcd data) after the processes are stopped, until the next test
+//! binary that starts a control plane purges them.
 
 use std::{
     path::{Path, PathBuf},

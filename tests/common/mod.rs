@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod k8s;
+pub mod kubelet;
 pub mod live;
 pub mod operator;
 pub mod proxy;
