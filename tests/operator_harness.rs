@@ -27,18 +27,18 @@ use std::{
 };
 
 use canal::{
-    client::{CanalClient, Login, cluster::active_server},
+    client::cluster::active_server,
     operator::{
         build::{self, BuildInputs, Desired, SecretVersion, labels},
         crd::CanalInstance,
         validate::validate,
     },
-    protocol::entry::{Entry, EntryType, RowChange},
 };
 use common::{
     k8s::{ControlPlane, FIELD_MANAGER, unique_namespace, wait_api},
     kubelet::{self, EventKind, Kubelet, Signal},
     live::{LiveEnv, fresh_schema, latest, unique},
+    rows::receive,
     zk,
 };
 use k8s_openapi::{
@@ -53,7 +53,6 @@ use kube::{
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use mysql_async::prelude::Queryable;
-use prost::Message;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
@@ -316,51 +315,6 @@ async fn one_active(
         },
     )
     .await
-}
-
-/// The `id` of every row change of `schema` in `entries`.
-fn row_ids(entries: &[Entry], schema: &str) -> Vec<String> {
-    entries
-        .iter()
-        .filter(|e| e.entry_type() == EntryType::Rowdata)
-        .filter(|e| e.header.as_ref().is_some_and(|h| h.schema_name == schema))
-        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
-        .filter(|rc| rc.is_ddl != Some(true))
-        .flat_map(|rc| rc.row_datas)
-        .filter_map(|row| {
-            row.after_columns
-                .into_iter()
-                .find(|c| c.name == "id")
-                .map(|c| c.value)
-        })
-        .collect()
-}
-
-/// Subscribes at `address` and receives (and acknowledges) until every id
-/// in `want` has arrived.
-async fn receive(address: &str, destination: &str, schema: &str, want: &[i32]) -> Vec<String> {
-    let mut client = CanalClient::connect(address, &Login::default(), Duration::from_secs(5))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {address}: {e}"));
-    client.subscribe(destination, "1001", "").await.unwrap();
-    let want: Vec<String> = want.iter().map(i32::to_string).collect();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + WAIT;
-    while !want.iter().all(|id| seen.contains(id)) {
-        assert!(
-            Instant::now() < deadline,
-            "rows {want:?} did not arrive from {address}; got {seen:?}"
-        );
-        let received = client
-            .get(100, Some(Duration::from_millis(500)))
-            .await
-            .unwrap_or_else(|e| panic!("GET from {address}: {e}"));
-        seen.extend(row_ids(&received.entries, schema));
-        if received.batch_id > 0 {
-            client.ack(received.batch_id).await.unwrap();
-        }
-    }
-    seen
 }
 
 /// Whether `pid` is (still) a canal-server process.

@@ -7,6 +7,7 @@ pub mod kubelet;
 pub mod live;
 pub mod operator;
 pub mod proxy;
+pub mod rows;
 pub mod workload;
 pub mod zk;
 
