@@ -147,7 +147,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
             .any(|c| c.type_ == "Ready" && c.status == "True");
         let active = status.active_server?;
         let pod = active.pod?;
-        ready.then(|| (pod, active.address))
+        ready.then_some((pod, active.address))
     })
     .await;
     let running = active_server(&zookeeper, &destination)
