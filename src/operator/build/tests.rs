@@ -420,3 +420,34 @@ fn crds_directory_holds_the_generated_crd() {
     );
     assert_eq!(CanalInstance::crd_name(), "canalinstances.canal.otter.dev");
 }
+
+/// The whole built output for the fixture, as YAML: a reviewable snapshot
+/// of every child. `UPDATE_SNAPSHOTS=1 cargo test --lib snapshot` rewrites it.
+#[test]
+fn children_snapshot() {
+    let desired = built();
+    let mut yaml = String::new();
+    let documents: [serde_json::Value; 5] = [
+        serde_json::to_value(&desired.config_map).unwrap(),
+        serde_json::to_value(&desired.members_service).unwrap(),
+        serde_json::to_value(&desired.active_service).unwrap(),
+        serde_json::to_value(&desired.pod_disruption_budget).unwrap(),
+        serde_json::to_value(&desired.statefulset).unwrap(),
+    ];
+    for document in documents {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_saphyr::to_string(&document).unwrap());
+    }
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/operator/orders.children.yaml"
+    );
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(path, &yaml).unwrap();
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == yaml,
+        "the built children differ from {path}; review the change and rerun with UPDATE_SNAPSHOTS=1"
+    );
+}
