@@ -66,22 +66,35 @@ async fn secret(client: &kube::Client, namespace: &str) {
         "stringData": {"username": common::env("CANAL_TEST_MYSQL_USER"),
                        "password": common::env("CANAL_TEST_MYSQL_PASSWORD")}});
     secrets
-        .patch("replication", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object))
+        .patch(
+            "replication",
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&object),
+        )
         .await
         .unwrap();
 }
 
 /// When each StatefulSet of the namespace first appeared (a watch, so no
 /// polling delay enters the figures).
-fn watch_statefulsets(client: &kube::Client, namespace: &str) -> Arc<Mutex<HashMap<String, Instant>>> {
+fn watch_statefulsets(
+    client: &kube::Client,
+    namespace: &str,
+) -> Arc<Mutex<HashMap<String, Instant>>> {
     let seen = Arc::new(Mutex::new(HashMap::new()));
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let record = seen.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default()).applied_objects().boxed();
+        let mut stream = watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
         while let Some(Ok(sts)) = stream.next().await {
             let name = sts.metadata.name.unwrap_or_default();
-            record.lock().unwrap().entry(name).or_insert_with(Instant::now);
+            record
+                .lock()
+                .unwrap()
+                .entry(name)
+                .or_insert_with(Instant::now);
         }
     });
     seen
@@ -94,17 +107,24 @@ async fn api_round_trips(client: &kube::Client, namespace: &str, n: usize) -> Ve
     let record = seen.clone();
     let watch_api = api.clone();
     tokio::spawn(async move {
-        let mut stream = watcher(watch_api, watcher::Config::default()).applied_objects().boxed();
+        let mut stream = watcher(watch_api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
         while let Some(Ok(cm)) = stream.next().await {
             let name = cm.metadata.name.unwrap_or_default();
-            record.lock().unwrap().entry(name).or_insert_with(Instant::now);
+            record
+                .lock()
+                .unwrap()
+                .entry(name)
+                .or_insert_with(Instant::now);
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut times = Vec::new();
     for i in 0..n {
         let name = format!("baseline-{i}");
-        let object: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let object: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         let start = Instant::now();
         api.create(&PostParams::default(), &object).await.unwrap();
         let at = wait_api("the ConfigMap in the watch", WAIT, async || {
@@ -127,9 +147,13 @@ async fn create_to_statefulset(plane: &ControlPlane, n: usize) -> (Vec<f64>, Vec
     let api: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
     // Let the operator start before timing.
     wait_api("the operator's first reconcile", WAIT, async || {
-        api.patch("warmup", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&instance("warmup", &format!("warmup-{namespace}"))))
-            .await
-            .ok()?;
+        api.patch(
+            "warmup",
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&instance("warmup", &format!("warmup-{namespace}"))),
+        )
+        .await
+        .ok()?;
         seen.lock().unwrap().get("warmup").copied()
     })
     .await;
@@ -137,10 +161,17 @@ async fn create_to_statefulset(plane: &ControlPlane, n: usize) -> (Vec<f64>, Vec
     for i in 0..n {
         let name = format!("create-{i}");
         let start = Instant::now();
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&instance(&name, &format!("{name}-{namespace}"))))
-            .await
-            .unwrap();
-        let at = wait_api("the StatefulSet", WAIT, async || seen.lock().unwrap().get(&name).copied()).await;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&instance(&name, &format!("{name}-{namespace}"))),
+        )
+        .await
+        .unwrap();
+        let at = wait_api("the StatefulSet", WAIT, async || {
+            seen.lock().unwrap().get(&name).copied()
+        })
+        .await;
         times.push(at.duration_since(start).as_secs_f64());
     }
     (baseline, times)
@@ -156,9 +187,13 @@ async fn hundred_from_scratch(plane: &ControlPlane, n: usize) -> (f64, u64) {
     let api: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
     for i in 0..n {
         let name = format!("scratch-{i}");
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&instance(&name, &format!("{name}-{namespace}"))))
-            .await
-            .unwrap();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&instance(&name, &format!("{name}-{namespace}"))),
+        )
+        .await
+        .unwrap();
     }
     let seen = watch_statefulsets(&client, &namespace);
     let start = Instant::now();
@@ -198,9 +233,13 @@ async fn failovers(plane: &ControlPlane, runs: usize) -> (Vec<f64>, Vec<f64>) {
     let _operator = OperatorProcess::start(plane, &namespace);
     let api: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
     let destination = format!("failover-{namespace}");
-    api.patch("orders", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&instance("orders", &destination)))
-        .await
-        .unwrap();
+    api.patch(
+        "orders",
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Apply(&instance("orders", &destination)),
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let mut status_lags = Vec::new();
     let mut label_lags = Vec::new();
@@ -220,8 +259,15 @@ async fn failovers(plane: &ControlPlane, runs: usize) -> (Vec<f64>, Vec<f64>) {
         .await;
         let status_seen = k8s_openapi::jiff::Timestamp::now();
         wait_api("the role label on the new leader only", WAIT, async || {
-            let list = pods.list(&ListParams::default().labels(&format!("{ROLE_LABEL}={ROLE_ACTIVE}"))).await.ok()?;
-            let names: Vec<_> = list.items.iter().filter_map(|p| p.metadata.name.clone()).collect();
+            let list = pods
+                .list(&ListParams::default().labels(&format!("{ROLE_LABEL}={ROLE_ACTIVE}")))
+                .await
+                .ok()?;
+            let names: Vec<_> = list
+                .items
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
             (names == [new_pod.clone()]).then_some(())
         })
         .await;
@@ -245,7 +291,10 @@ fn main() {
     if !common::benchmarking() {
         return;
     }
-    let runs = std::env::var("BENCH_FAILOVER_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let runs = std::env::var("BENCH_FAILOVER_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let plane = tokio::task::spawn_blocking(ControlPlane::start).await.unwrap();
