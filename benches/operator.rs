@@ -254,7 +254,7 @@ async fn failovers(plane: &ControlPlane, runs: usize) -> (Vec<f64>, Vec<f64>) {
         let (new_pod, since) = wait_api("the status to name the new leader", WAIT, async || {
             let active_server = api.get("orders").await.ok()?.status?.active_server?;
             let pod = active_server.pod?;
-            (pod != active).then(|| (pod, active_server.since))
+            (pod != active).then_some((pod, active_server.since))
         })
         .await;
         let status_seen = k8s_openapi::jiff::Timestamp::now();

@@ -277,6 +277,77 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
             .map(|_| ())
     })
     .await;
+
+    // A cursor reset while paused: back to the start, reported in a
+    // condition, and the rows are delivered again.
+    let patch = |value: serde_json::Value| {
+        let instances = instances.clone();
+        async move {
+            instances
+                .patch("orders", &PatchParams::default(), &Patch::Merge(&value))
+                .await
+                .unwrap();
+        }
+    };
+    patch(json!({"spec": {"paused": true}})).await;
+    patch(
+        json!({"spec": {"cursorReset": {"nonce": "rewind-1", "clientId": "1001",
+        "position": {"journalName": journal_name, "position": position}}}}),
+    )
+    .await;
+    let condition = wait_api("CursorReset=True", WAIT, async || {
+        let status = instances.get("orders").await.ok()?.status?;
+        status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "CursorReset" && c.status == "True")
+    })
+    .await;
+    assert!(
+        condition.message.contains("rewind-1") && condition.message.contains("1001"),
+        "{}",
+        condition.message
+    );
+    let (data, _) = zookeeper.get_data(&cursor_path).await.unwrap();
+    let record = canal::cursor::json::parse(&data).unwrap();
+    assert_eq!(
+        (
+            record.position.journal_name.as_str(),
+            record.position.position
+        ),
+        (journal_name.as_str(), position)
+    );
+    patch(json!({"spec": {"cursorReset": null, "paused": false}})).await;
+    // The status names the server that won the race after the reset.
+    let active = wait_api(
+        "the status to name the new active server",
+        WAIT,
+        async || {
+            let running = active_server(&zookeeper, &destination).await.ok()??;
+            let status = instances.get("orders").await.ok()?.status?;
+            let active = status.active_server?;
+            (active.address == running).then_some(())?;
+            kubelet.pod_ip(&active.pod?)
+        },
+    )
+    .await;
+    receive(
+        &format!("{active}:11111"),
+        &destination,
+        &schema,
+        &[1, 2, 3],
+    )
+    .await;
+    let reset = instances
+        .get("orders")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .cursor_reset
+        .unwrap();
+    assert!(reset.succeeded && reset.nonce == "rewind-1");
+
     kubelet.shutdown().await;
     zk::delete_all(
         &zookeeper,

@@ -157,6 +157,24 @@ async fn run_controller(
     let controller = Controller::new_with(instances, watcher::Config::default(), resource.clone())
         .with_config(ControllerConfig::default().concurrency(options.concurrency));
     let store = controller.store();
+    let _ = context.instances.set(store.clone());
+    let sweeper = {
+        let context = context.clone();
+        let store = store.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = cancel.cancelled() => return,
+                }
+                if store.wait_until_ready().await.is_ok() {
+                    context.sweep(|object| store.get(object).is_some());
+                }
+            }
+        })
+    };
     let pod_resource = resource.clone();
     let secret_store = store.clone();
     let secret_resource = resource.clone();
@@ -164,6 +182,7 @@ async fn run_controller(
         scoped::<PartialObjectMeta<Secret>>(&client, ns),
         watcher::Config::default(),
     )
+    .default_backoff()
     .touched_objects()
     .map(move |secret| {
         // Instances that name the Secret; the store lags at most one
@@ -191,7 +210,10 @@ async fn run_controller(
         })
         .reconcile_on(tokio_stream_from(triggers));
     let secrets = secrets
-        .filter_map(|r| async move { r.ok() })
+        .filter_map(|r| async move {
+            r.inspect_err(|error| tracing::warn!(%error, "watching Secrets failed; retrying"))
+                .ok()
+        })
         .flat_map(futures_util::stream::iter);
     let controller = controller.reconcile_on(secrets);
 
@@ -206,6 +228,7 @@ async fn run_controller(
             }
         })
         .await;
+    sweeper.abort();
     Ok(())
 }
 

@@ -58,6 +58,8 @@ pub struct Context {
     pub default_image: String,
     /// Requeues an instance when its ZooKeeper view changes.
     pub trigger: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    /// The controller's cache of CanalInstances, once it exists.
+    pub instances: std::sync::OnceLock<kube::runtime::reflector::Store<DynamicObject>>,
     watches: Mutex<HashMap<ObjectRef<DynamicObject>, Watch>>,
 }
 
@@ -83,6 +85,7 @@ impl Context {
             metrics,
             default_image,
             trigger,
+            instances: std::sync::OnceLock::new(),
             watches: Mutex::new(HashMap::new()),
         }
     }
@@ -90,10 +93,14 @@ impl Context {
     /// The current ZooKeeper view of `key`; the first call starts watching
     /// it and forwards every change to the controller as a requeue.
     fn observe(&self, object: &ObjectRef<DynamicObject>, key: &ObservedKey) -> ZkState {
+        // Under the lock: a concurrent forget of the same key (another
+        // instance's) must not end the watch between these steps.
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         let mut receiver = self.observer.watch(key.clone());
         let state = zk_state(&receiver.borrow_and_update());
-        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
-        let current = watches.get(object).is_some_and(|w| &w.key == key);
+        let current = watches
+            .get(object)
+            .is_some_and(|w| &w.key == key && !w.forwarder.is_finished());
         if !current {
             if let Some(old) = watches.remove(object) {
                 old.forwarder.abort();
@@ -113,6 +120,19 @@ impl Context {
             );
         }
         state
+    }
+
+    /// Stops watching destinations of instances that are gone: a deleted
+    /// instance without a finalizer is never reconciled again.
+    pub fn sweep(&self, exists: impl Fn(&ObjectRef<DynamicObject>) -> bool) {
+        let gone: Vec<_> = {
+            let watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+            watches.keys().filter(|o| !exists(o)).cloned().collect()
+        };
+        for object in gone {
+            tracing::debug!(instance = %object.name, "instance gone: no longer watching its destination");
+            self.stop_observing(&object);
+        }
     }
 
     fn stop_observing(&self, object: &ObjectRef<DynamicObject>) {
@@ -221,8 +241,11 @@ fn zk_state(observation: &zk::Observation) -> ZkState {
         zk::Observation::Unreachable(why) => ZkState::Unreachable(why.clone()),
         zk::Observation::Seen(view) => {
             let mut facts = zk::facts(view);
-            // A running node whose data is not canal's: held, by whom unknown.
-            facts.running.take_if(|(address, _)| address.is_empty());
+            // A running node whose data is not canal's (held, by whom
+            // unknown), or the operator's own during a cursor reset.
+            facts
+                .running
+                .take_if(|(address, _)| address.is_empty() || address == zk::RESET_ADDRESS);
             ZkState::Seen(facts)
         }
     }
@@ -278,6 +301,7 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
     let names = Names::of(&instance);
     let mut outcome = Outcome::Applied;
     let mut config_hash = None;
+    let mut apply_error = None;
     match validate(&instance) {
         Err(invalid) => {
             outcome = Outcome::Invalid {
@@ -302,22 +326,17 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
                         config_hash: hash.clone(),
                     };
                     let desired = build::build(&instance, &rendered, &inputs);
-                    apply::apply_children(&ctx.client, &namespace, &desired).await?;
-                    let previous = instance
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.config_hash.as_deref());
-                    if previous.is_some_and(|p| p != hash) {
-                        ctx.publish(
-                            object,
-                            EventType::Normal,
-                            "ConfigurationChanged",
-                            "RollOut",
-                            format!("configuration or Secrets changed (hash {hash}); pods roll one at a time"),
-                        )
-                        .await;
+                    match apply::apply_children(&ctx.client, &namespace, &desired).await {
+                        Ok(()) => config_hash = Some(hash),
+                        // Said in the status and an Event, then retried.
+                        Err(error) => {
+                            outcome = Outcome::Invalid {
+                                reason: "ApplyFailed",
+                                message: format!("the API server refused a child: {error}"),
+                            };
+                            apply_error = Some(Error::Kube(error));
+                        }
                     }
-                    config_hash = Some(hash);
                 }
             }
         },
@@ -347,12 +366,12 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
 
     let cursor_reset = match (&key, &instance.spec.cursor_reset) {
         (Some(key), Some(reset)) if instance.spec.paused => {
-            let done = instance
-                .status
-                .as_ref()
-                .and_then(|s| s.cursor_reset.as_ref());
-            if done.is_none_or(|d| d.nonce != reset.nonce) {
-                Some(run_cursor_reset(object, ctx, key, reset).await)
+            if reset_pending(&api, &name, &reset.nonce).await? {
+                let result = run_cursor_reset(object, ctx, key, reset).await;
+                // Recorded before anything else can fail, so a nonce is
+                // never applied twice (the reset fences the active server).
+                record_cursor_reset(&api, &name, &result).await?;
+                Some(result)
             } else {
                 None
             }
@@ -383,14 +402,72 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
         label_selector: labels::selector_string(&names),
         now: Timestamp::now(),
     };
+    let zookeeper_seen = matches!(observed.zookeeper, ZkState::Seen(_));
     let new_status = status::desired_status(&instance, &observed);
-    label_active_pod(ctx, &namespace, &pods, &new_status).await?;
-    report_leader_change(object, ctx, instance.status.as_ref(), &new_status).await;
+    // Only from a fresh view: a stale one may name a pod that now stands by.
+    let label_result = if zookeeper_seen {
+        label_active_pod(ctx, &namespace, &pods, &new_status).await
+    } else {
+        Ok(())
+    };
     if status::differs(instance.status.as_ref(), &new_status) {
         apply::write_status(&api, &ctx.resource, &name, &new_status).await?;
         ctx.metrics.status_writes.inc();
+        // After the write: a stale cached status must not repeat them.
+        report_leader_change(object, ctx, instance.status.as_ref(), &new_status).await;
+        let old_hash = instance
+            .status
+            .as_ref()
+            .and_then(|s| s.config_hash.as_deref());
+        if let (Some(old), Some(new)) = (old_hash, new_status.config_hash.as_deref())
+            && old != new
+        {
+            ctx.publish(
+                object,
+                EventType::Normal,
+                "ConfigurationChanged",
+                "RollOut",
+                format!("configuration or Secrets changed (hash {new}); pods roll one at a time"),
+            )
+            .await;
+        }
     }
+    if let Some(error) = apply_error {
+        return Err(error);
+    }
+    label_result?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Whether `nonce` is yet to be tried, by the status on the API server
+/// (the cache may lag the write that recorded it).
+async fn reset_pending(api: &Api<DynamicObject>, name: &str, nonce: &str) -> Result<bool, Error> {
+    let current = api.get_status(name).await?;
+    let recorded = current
+        .data
+        .pointer("/status/cursorReset/nonce")
+        .and_then(|n| n.as_str());
+    Ok(recorded != Some(nonce))
+}
+
+async fn record_cursor_reset(
+    api: &Api<DynamicObject>,
+    name: &str,
+    result: &CursorResetResult,
+) -> Result<(), Error> {
+    let record = match result {
+        CursorResetResult::Applied(applied) => serde_json::to_value(applied),
+        CursorResetResult::Failed { nonce, message } => serde_json::to_value(AppliedCursorReset {
+            nonce: nonce.clone(),
+            applied_at: Timestamp::now().to_string(),
+            client_ids: Vec::new(),
+            succeeded: false,
+            message: Some(message.clone()),
+        }),
+    }
+    .unwrap_or_default();
+    apply::write_conditions(api, name, &serde_json::json!({ "cursorReset": record })).await?;
+    Ok(())
 }
 
 /// The ZooKeeper key of an instance, with digest credentials read from
@@ -594,6 +671,8 @@ async fn run_cursor_reset(
                 nonce: reset.nonce.clone(),
                 applied_at: Timestamp::now().to_string(),
                 client_ids: clients,
+                succeeded: true,
+                message: None,
             })
         }
         Err(error) => {
@@ -669,19 +748,62 @@ async fn finalize(
         }
         let remaining = instance_pods(ctx, &namespace, &names).await?;
         if !remaining.is_empty() {
-            tracing::info!(
-                instance = %object.name_any(),
-                pods = remaining.len(),
-                "waiting for the pods to stop before deleting the ZooKeeper nodes"
-            );
+            let pods: Vec<String> = remaining.iter().map(|p| p.name_any()).collect();
+            ctx.publish(
+                object,
+                EventType::Normal,
+                "WaitingForPods",
+                "Delete",
+                format!(
+                    "waiting for {} to stop before deleting the destination's ZooKeeper nodes",
+                    pods.join(", ")
+                ),
+            )
+            .await;
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
         let Some(key) = key else {
-            return Err(Error::ZooKeeper(
-                "cannot delete the destination's nodes: the ZooKeeper auth Secret cannot be read"
+            ctx.publish(
+                object,
+                EventType::Warning,
+                "ZooKeeperCleanupBlocked",
+                "Delete",
+                "cannot delete the destination's ZooKeeper nodes: the spec.zookeeper.auth Secret \
+                 cannot be read; restore it, or remove the finalizer \
+                 canal.otter.dev/zookeeper-cleanup to delete without cleaning up"
                     .into(),
-            ));
+            )
+            .await;
+            return Ok(Action::requeue(Duration::from_secs(30)));
         };
+        if let Some(other) = sharing_destination(ctx, instance, key) {
+            ctx.publish(
+                object,
+                EventType::Warning,
+                "ZooKeeperCleanupSkipped",
+                "Delete",
+                format!(
+                    "CanalInstance {other} uses destination {} on the same ensemble: its nodes \
+                     and cursors are kept",
+                    key.destination
+                ),
+            )
+            .await;
+            let remaining: Vec<String> = object
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            apply::set_finalizers(
+                api,
+                &object.name_any(),
+                &remaining,
+                object.resource_version().as_deref(),
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
         zk::delete_destination(key)
             .await
             .map_err(|e| Error::ZooKeeper(e.to_string()))?;
@@ -713,6 +835,36 @@ async fn finalize(
     Ok(Action::await_change())
 }
 
+/// Another live instance on the same ensemble and destination, whose
+/// nodes a cleanup would delete.
+fn sharing_destination(
+    ctx: &Context,
+    instance: &CanalInstance,
+    key: &ObservedKey,
+) -> Option<String> {
+    let store = ctx.instances.get()?;
+    store.state().iter().find_map(|other| {
+        if other.metadata.uid == instance.metadata.uid
+            || other.metadata.deletion_timestamp.is_some()
+        {
+            return None;
+        }
+        let spec = other.data.get("spec")?;
+        let destination = spec
+            .get("destination")
+            .and_then(|d| d.as_str())
+            .or(other.metadata.name.as_deref())?;
+        let connect = spec.pointer("/zookeeper/connect")?.as_str()?;
+        (destination == key.destination && connect == key.connect).then(|| {
+            format!(
+                "{}/{}",
+                other.metadata.namespace.clone().unwrap_or_default(),
+                other.metadata.name.clone().unwrap_or_default()
+            )
+        })
+    })
+}
+
 /// A CanalInstance that does not deserialize (a schema bypassed or an old
 /// CRD): said on the object itself, and the others carry on.
 async fn report_unparseable(
@@ -722,6 +874,33 @@ async fn report_unparseable(
     error: &str,
 ) -> Result<Action, Error> {
     let message = format!("the resource cannot be read as a CanalInstance: {error}");
+    if object.metadata.deletion_timestamp.is_some() {
+        // Its spec cannot say what to clean up: let it go.
+        if object.finalizers().iter().any(|f| f == FINALIZER) {
+            ctx.publish(
+                object,
+                EventType::Warning,
+                "ZooKeeperCleanupSkipped",
+                "Delete",
+                format!("{message}; its ZooKeeper nodes are left in place"),
+            )
+            .await;
+            let remaining: Vec<String> = object
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .cloned()
+                .collect();
+            apply::set_finalizers(
+                api,
+                &object.name_any(),
+                &remaining,
+                object.resource_version().as_deref(),
+            )
+            .await?;
+        }
+        return Ok(Action::await_change());
+    }
     let already = object
         .data
         .pointer("/status/conditions")

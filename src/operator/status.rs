@@ -136,25 +136,43 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
             }
             None
         }
-        ZkState::Connecting => {
-            // Keep what was last seen rather than blanking the columns.
-            status.active_server = previous.active_server.clone();
-            status.members = previous.members.clone();
+        ZkState::Connecting | ZkState::Unreachable(_) => {
+            // Keep what was last seen rather than blanking the columns (an
+            // operator restart starts Connecting); pods are matched again,
+            // since a pod name may now belong to another IP.
+            status.active_server = previous.active_server.clone().map(|mut active| {
+                active.pod = pod_of(&active.address);
+                active
+            });
+            status.members = previous
+                .members
+                .iter()
+                .map(|m| Member {
+                    address: m.address.clone(),
+                    pod: pod_of(&m.address),
+                })
+                .collect();
             status.cursors = previous.cursors.clone();
             status.binlog = previous.binlog.clone();
             status.binlog_lag_seconds = previous.binlog_lag_seconds;
-            None
-        }
-        ZkState::Unreachable(why) => {
-            status.active_server = previous.active_server.clone();
-            status.members = previous.members.clone();
-            status.cursors = previous.cursors.clone();
-            status.binlog = previous.binlog.clone();
-            Some(format!("ZooKeeper cannot be read: {why}"))
+            match &observed.zookeeper {
+                ZkState::Unreachable(why) => Some(format!("ZooKeeper cannot be read: {why}")),
+                _ => None,
+            }
         }
     };
-    if let Some(CursorResetResult::Applied(applied)) = &observed.cursor_reset {
-        status.cursor_reset = Some(applied.clone());
+    match &observed.cursor_reset {
+        Some(CursorResetResult::Applied(applied)) => status.cursor_reset = Some(applied.clone()),
+        Some(CursorResetResult::Failed { nonce, message }) => {
+            status.cursor_reset = Some(AppliedCursorReset {
+                nonce: nonce.clone(),
+                applied_at: observed.now.to_string(),
+                client_ids: Vec::new(),
+                succeeded: false,
+                message: Some(message.clone()),
+            })
+        }
+        None => {}
     }
 
     let paused = matches!(observed.outcome, Outcome::Paused);
@@ -236,7 +254,8 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
         );
     }
 
-    let active = status.active_server.is_some() && matches!(observed.zookeeper, ZkState::Seen(_));
+    let active =
+        status.active_server.is_some() && !matches!(observed.zookeeper, ZkState::Unreachable(_));
     let (ready_ok, reason, message) = match (&degraded, active, desired_replicas) {
         (_, _, 0) => (false, "ScaledToZero", "spec.replicas is 0".to_owned()),
         (Some((reason, message)), _, _) if *reason != "NoReadyPods" || !active => {

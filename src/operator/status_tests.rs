@@ -226,6 +226,8 @@ fn paused_and_cursor_reset_are_reported() {
         nonce: "n1".into(),
         applied_at: "2027-01-15T08:00:00Z".into(),
         client_ids: vec!["1001".into()],
+        succeeded: true,
+        message: None,
     }));
     let mut instance = instance();
     let status = desired_status(&instance, &observed);
@@ -252,4 +254,59 @@ fn an_address_without_a_pod_is_still_reported() {
         (active.address.as_str(), active.pod),
         ("10.1.0.6:11111", None)
     );
+}
+
+#[test]
+fn an_operator_restart_keeps_ready_while_zookeeper_connects() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut instance = instance();
+    let first = desired_status(&instance, &observe(Some(&sts), &pods, seen()));
+    instance.status = Some(first.clone());
+    let restarted = desired_status(&instance, &observe(Some(&sts), &pods, ZkState::Connecting));
+    assert_eq!(condition(&restarted, READY).status, "True");
+    assert_eq!(
+        condition(&restarted, READY).last_transition_time,
+        condition(&first, READY).last_transition_time
+    );
+    // A pod name now on another IP is not the active server any more.
+    let moved = vec![
+        PodAddress {
+            name: "orders-0".into(),
+            ip: "10.1.0.5".into(),
+        },
+        PodAddress {
+            name: "orders-1".into(),
+            ip: "10.1.0.9".into(),
+        },
+    ];
+    let later = desired_status(&instance, &observe(Some(&sts), &moved, ZkState::Connecting));
+    assert_eq!(later.active_server.unwrap().pod, None);
+}
+
+#[test]
+fn a_failed_reset_is_recorded_so_the_nonce_is_not_retried() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut observed = observe(Some(&sts), &pods, seen());
+    observed.outcome = Outcome::Paused;
+    observed.cursor_reset = Some(CursorResetResult::Failed {
+        nonce: "n2".into(),
+        message: "no client has a cursor".into(),
+    });
+    let status = desired_status(&instance(), &observed);
+    let recorded = status.cursor_reset.unwrap();
+    assert_eq!((recorded.nonce.as_str(), recorded.succeeded), ("n2", false));
+    assert_eq!(recorded.message.as_deref(), Some("no client has a cursor"));
+    assert_eq!(
+        condition_status(&status.conditions, CURSOR_RESET),
+        Some("False")
+    );
+}
+
+fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
 }

@@ -50,9 +50,10 @@ struct RunArgs {
     lease_namespace: Option<String>,
     #[arg(long, env = "LEASE_NAME", default_value = "canal-operator")]
     lease_name: String,
-    /// This replica's identity (the pod name).
-    #[arg(long, env = "POD_NAME", default_value = "canal-operator")]
-    identity: String,
+    /// This replica's identity for the Lease and Events; must differ
+    /// between replicas (default: the pod name, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
     /// Reconciles running side by side.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
@@ -86,7 +87,10 @@ fn run(args: RunArgs) -> Result<(), String> {
             metrics_address: args.metrics_address,
             default_image: args.server_image,
             lease: args.lease_namespace.map(|ns| (ns, args.lease_name)),
-            identity: args.identity,
+            identity: args
+                .identity
+                .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+                .unwrap_or_else(|| format!("canal-operator-{}", std::process::id())),
             concurrency: args.concurrency,
         };
         let stop = cancel.clone();

@@ -402,6 +402,28 @@ mod cel {
     }
 
     #[test]
+    fn names_and_pod_labels_the_services_depend_on() {
+        let mut instance = example();
+        instance.metadata.name = Some("orders.v2".into());
+        assert!(
+            errors(&instance).contains("DNS-1035"),
+            "{}",
+            errors(&instance)
+        );
+        let mut instance = example();
+        instance
+            .spec
+            .pod_template
+            .labels
+            .insert("canal.otter.dev/role".into(), "active".into());
+        assert!(
+            errors(&instance).contains("may not set canal.otter.dev/"),
+            "{}",
+            errors(&instance)
+        );
+    }
+
+    #[test]
     fn buffer_size_is_a_power_of_two() {
         let mut instance = example();
         instance.spec.server.buffer.size = 1000;

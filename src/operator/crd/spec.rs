@@ -40,6 +40,8 @@ use super::status::CanalInstanceStatus;
     ).message("spec.destination is immutable: the ZooKeeper nodes and client cursors live under it; create a new CanalInstance to move to another destination"),
     validation = Rule::new("self.metadata.name.size() <= 52")
         .message("metadata.name must be at most 52 characters: pod names add the StatefulSet's revision hash and ordinal"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter): it names the instance's Services"),
 )]
 #[kube(cel)]
 #[serde(rename_all = "camelCase")]
@@ -354,6 +356,8 @@ fn default_metrics_port() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('canal.otter.dev/') && !k.startsWith('app.kubernetes.io/'))")
+        .message("spec.podTemplate.labels may not set canal.otter.dev/ or app.kubernetes.io/ labels: the operator's selectors and the active Service use them"))]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,

@@ -45,7 +45,7 @@ pub struct CanalInstanceStatus {
     /// The hash of the configuration and Secrets the pods run with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
-    /// The last cursor reset applied.
+    /// The last cursor reset attempted (each nonce is tried once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor_reset: Option<AppliedCursorReset>,
 }
@@ -98,4 +98,15 @@ pub struct AppliedCursorReset {
     /// The clients moved.
     #[serde(default)]
     pub client_ids: Vec<String>,
+    /// Whether the cursors were moved; a failed nonce is not tried again
+    /// (set a new nonce to retry).
+    #[serde(default = "succeeded_default")]
+    pub succeeded: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn succeeded_default() -> bool {
+    true
 }
