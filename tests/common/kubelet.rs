@@ -350,7 +350,11 @@ impl Kubelet {
     /// Starts watching `namespace` (call inside a Tokio runtime; the tasks
     /// live on it).
     pub fn start(client: Client, namespace: &str) -> Kubelet {
-        let roots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("canal-kubelet");
+        // CARGO_TARGET_TMPDIR exists for tests and benches only; the
+        // examples (examples/local_kubelet.rs) use the temporary directory.
+        let roots = option_env!("CARGO_TARGET_TMPDIR")
+            .map_or_else(std::env::temp_dir, PathBuf::from)
+            .join("canal-kubelet");
         remove_stale_roots(&roots);
         let root = roots.join(namespace);
         let _ = std::fs::remove_dir_all(&root);
@@ -1816,6 +1820,15 @@ fn field_value(pod: &Pod, ip: Ipv4Addr, path: &str) -> Result<String, String> {
     Ok(value)
 }
 
+/// The canal-server the pods run: Cargo's for tests and benches; for the
+/// examples, which Cargo gives none, `$CANAL_SERVER_BIN` (else `PATH`).
+fn canal_server_binary() -> PathBuf {
+    option_env!("CARGO_BIN_EXE_canal-server")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CANAL_SERVER_BIN").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("canal-server"))
+}
+
 fn spawn(slot: &Slot, launch: Launch) -> std::io::Result<Container> {
     use std::os::unix::process::CommandExt;
     let log = OpenOptions::new()
@@ -1823,7 +1836,7 @@ fn spawn(slot: &Slot, launch: Launch) -> std::io::Result<Container> {
         .append(true)
         .open(&slot.log_path)?;
     let stderr = log.try_clone()?;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_canal-server"));
+    let mut command = Command::new(canal_server_binary());
     command
         .args(&launch.args)
         .env_clear()
