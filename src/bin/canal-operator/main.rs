@@ -41,8 +41,9 @@ struct RunArgs {
     /// Metrics and health endpoints.
     #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
-    /// The canal-server image for instances without spec.image.
-    #[arg(long, env = "CANAL_SERVER_IMAGE", default_value = concat!("ghcr.io/canal-operator/canal-server:", env!("CARGO_PKG_VERSION")))]
+    /// The image for instances without spec.image: the project's image
+    /// holds both canal-operator and canal-server.
+    #[arg(long, env = "CANAL_SERVER_IMAGE", default_value = concat!("ghcr.io/canal-operator/canal-operator:", env!("CARGO_PKG_VERSION")))]
     server_image: String,
     /// Namespace of the leadership Lease; without it the operator runs
     /// unelected (one replica only).

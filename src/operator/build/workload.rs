@@ -22,6 +22,9 @@ use crate::operator::crd::CanalInstance;
 /// a second.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
 
+/// Where the project's image puts canal-server.
+pub const SERVER_BINARY: &str = "/usr/local/bin/canal-server";
+
 pub fn statefulset(instance: &CanalInstance, inputs: &BuildInputs) -> StatefulSet {
     let names = Names::of(instance);
     let spec = &instance.spec;
@@ -140,6 +143,8 @@ fn container(instance: &CanalInstance, inputs: &BuildInputs) -> Container {
                 .unwrap_or_else(|| inputs.default_image.clone()),
         ),
         image_pull_policy: spec.image_pull_policy.clone(),
+        // One image holds both binaries (see the Dockerfile).
+        command: Some(vec![SERVER_BINARY.into()]),
         args: Some(vec!["run".into()]),
         env: Some(environment(instance)),
         ports: Some(vec![
