@@ -1,6 +1,8 @@
-//! The operator as its ServiceAccount with only manifests/rbac.yaml's
-//! rights, two replicas electing a leader on a Lease: one reconciles, and
-//! when it dies the other takes over.
+//! The operator as its ServiceAccount with only the rights
+//! manifests/install.yaml gives it (the Helm chart rendered with its default
+//! values: ServiceAccount, ClusterRole and binding, the leader-election Role
+//! and binding), two replicas electing a leader on a Lease: one reconciles,
+//! and when it dies the other takes over.
 
 mod common;
 
@@ -35,6 +37,60 @@ fn service_account_kubeconfig(plane: &ControlPlane) -> std::path::PathBuf {
     path
 }
 
+/// The kinds of manifests/install.yaml that make up the operator's
+/// identity and rights; the rest (the Namespace, the CRD, the metrics
+/// Service, the Deployment, whose image does not exist here) is left out.
+const RBAC_KINDS: [&str; 5] = [
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
+
+/// Writes the RBAC objects of manifests/install.yaml, as a v1 List, to the
+/// control plane's run directory; checks that each kind is there and that
+/// the bindings name the ServiceAccount the test impersonates.
+fn install_rbac(plane: &ControlPlane) -> std::path::PathBuf {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/install.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{path} is not YAML: {e}"));
+    let items: Vec<_> = documents
+        .into_iter()
+        .filter(|object| {
+            object["kind"]
+                .as_str()
+                .is_some_and(|kind| RBAC_KINDS.contains(&kind))
+        })
+        .collect();
+    for kind in RBAC_KINDS {
+        assert!(
+            items.iter().any(|object| object["kind"] == kind),
+            "{path} has no {kind}"
+        );
+    }
+    for object in &items {
+        if let Some(subjects) = object["subjects"].as_array() {
+            let named: Vec<_> = subjects
+                .iter()
+                .map(|s| {
+                    format!(
+                        "system:serviceaccount:{}:{}",
+                        s["namespace"].as_str().unwrap(),
+                        s["name"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            assert_eq!(named, [SERVICE_ACCOUNT], "{object}");
+        }
+    }
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let out = plane.run_dir().join("install-rbac.json");
+    std::fs::write(&out, list.to_string()).unwrap();
+    out
+}
+
 #[tokio::test]
 async fn two_replicas_as_the_service_account_fail_over_on_the_lease() {
     let Some(plane) = ControlPlane::shared("two_replicas_as_the_service_account").await else {
@@ -42,6 +98,7 @@ async fn two_replicas_as_the_service_account_fail_over_on_the_lease() {
     };
     plane.install_crd().await;
     plane.ensure_namespace("canal-operator").await;
+    let rbac = install_rbac(plane);
     let applied = plane
         .kubectl(&[
             "apply",
@@ -49,7 +106,7 @@ async fn two_replicas_as_the_service_account_fail_over_on_the_lease() {
             "--field-manager",
             FIELD_MANAGER,
             "-f",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac.yaml"),
+            rbac.to_str().unwrap(),
         ])
         .await;
     assert!(

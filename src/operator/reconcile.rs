@@ -924,6 +924,7 @@ async fn report_unparseable(
             "conditions": [
                 condition(status::READY, "False", "InvalidResource"),
                 condition(status::DEGRADED, "True", "InvalidResource"),
+                condition(status::STALLED, "True", "InvalidResource"),
             ],
         });
         apply::write_conditions(api, &object.name_any(), &status).await?;

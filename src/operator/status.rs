@@ -68,6 +68,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "Paused";
 pub const CURSOR_RESET: &str = "CursorReset";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
 
 pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalInstanceStatus {
     let previous = instance.status.clone().unwrap_or_default();
@@ -175,7 +177,7 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
         None => {}
     }
 
-    let paused = matches!(observed.outcome, Outcome::Paused);
+    let paused = instance.spec.paused;
     let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
         set_condition(
             &mut status.conditions,
@@ -278,6 +280,45 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
         ),
     };
     set(READY, ready_ok, reason, message);
+
+    // kstatus (Flux, kubectl wait, cli-utils) reads these two abnormal-true
+    // conditions: Reconciling while the instance moves towards its spec,
+    // Stalled when it cannot without a human.
+    let stalled = match &degraded {
+        Some((reason, message))
+            if *reason != "NoReadyPods" && *reason != "ZooKeeperUnreachable" =>
+        {
+            Some((*reason, message.clone()))
+        }
+        _ => None,
+    };
+    match &stalled {
+        Some((reason, message)) => set(STALLED, true, reason, message.clone()),
+        None => set(
+            STALLED,
+            false,
+            "AsExpected",
+            "nothing blocks reconciliation".into(),
+        ),
+    }
+    let progressing =
+        matches!(observed.outcome, Outcome::Applied) && (rolling || observed.statefulset.is_none());
+    let waiting_for_leader = !paused && desired_replicas > 0 && !active && stalled.is_none();
+    if progressing || waiting_for_leader {
+        let message = if progressing {
+            "the StatefulSet is rolling out"
+        } else {
+            "waiting for a server to take the destination"
+        };
+        set(RECONCILING, true, "Progressing", message.into());
+    } else {
+        set(
+            RECONCILING,
+            false,
+            "Settled",
+            "the instance is at its spec".into(),
+        );
+    }
 
     match &observed.cursor_reset {
         Some(CursorResetResult::Applied(applied)) => set(

@@ -109,6 +109,8 @@ fn a_healthy_instance_reports_its_active_pod_and_slowest_cursor() {
     assert_eq!(condition(&status, DEGRADED).status, "False");
     assert_eq!(condition(&status, PROGRESSING).status, "False");
     assert_eq!(condition(&status, PAUSED).status, "False");
+    assert_eq!(condition(&status, RECONCILING).status, "False");
+    assert_eq!(condition(&status, STALLED).status, "False");
     for c in &status.conditions {
         assert_eq!(c.observed_generation, Some(3), "{}", c.type_);
         assert!(!c.reason.is_empty() && !c.message.is_empty(), "{}", c.type_);
@@ -230,6 +232,7 @@ fn paused_and_cursor_reset_are_reported() {
         message: None,
     }));
     let mut instance = instance();
+    instance.spec.paused = true;
     let status = desired_status(&instance, &observed);
     assert_eq!(condition(&status, PAUSED).status, "True");
     let reset = condition(&status, CURSOR_RESET);
@@ -309,4 +312,34 @@ fn condition_status<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a 
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| c.status.as_str())
+}
+
+#[test]
+fn paused_follows_the_spec_even_when_the_spec_is_invalid() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut instance = instance();
+    instance.spec.paused = true;
+    let mut observed = observe(Some(&sts), &pods, seen());
+    observed.outcome = Outcome::Invalid {
+        reason: "InvalidSpec",
+        message: "spec.server.extraProperties: x".into(),
+    };
+    let status = desired_status(&instance, &observed);
+    assert_eq!(condition(&status, PAUSED).status, "True");
+}
+
+#[test]
+fn reconciling_while_rolling_out_or_waiting_for_a_leader() {
+    let rolling = statefulset(2, 1, 1);
+    let pods = pods();
+    let status = desired_status(&instance(), &observe(Some(&rolling), &pods, seen()));
+    assert_eq!(condition(&status, RECONCILING).status, "True");
+    let settled = statefulset(2, 2, 2);
+    let waiting = desired_status(
+        &instance(),
+        &observe(Some(&settled), &pods, ZkState::Seen(ZkFacts::default())),
+    );
+    assert_eq!(condition(&waiting, RECONCILING).reason, "Progressing");
+    assert_eq!(condition(&waiting, STALLED).status, "False");
 }

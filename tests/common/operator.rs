@@ -124,6 +124,31 @@ impl Drop for OperatorProcess {
     }
 }
 
+/// The control plane's admin kubeconfig rewritten to impersonate
+/// ServiceAccount `namespace/name` (with the groups a ServiceAccount token
+/// carries): every request is authorized as that ServiceAccount, so RBAC
+/// gives it exactly what its bindings grant. Written to the run directory
+/// as `sa-{namespace}-{name}.kubeconfig`.
+pub fn service_account_kubeconfig(plane: &ControlPlane, namespace: &str, name: &str) -> PathBuf {
+    let mut config = kube::config::Kubeconfig::read_from(plane.kubeconfig_path())
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", plane.kubeconfig_path().display()));
+    for user in &mut config.auth_infos {
+        let auth = user.auth_info.get_or_insert_with(Default::default);
+        auth.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+        auth.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ]);
+    }
+    let path = plane
+        .run_dir()
+        .join(format!("sa-{namespace}-{name}.kubeconfig"));
+    let text = serde_saphyr::to_string(&config).expect("a kubeconfig serializes");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
 /// A plain HTTP/1.0 GET (the operator's endpoints need nothing more).
 pub async fn http_get(address: &str, path: &str) -> std::io::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
