@@ -36,6 +36,18 @@ impl OperatorProcess {
         namespace: &str,
         extra: &[&str],
     ) -> OperatorProcess {
+        OperatorProcess::start_as_logging(kubeconfig, plane, namespace, extra, "info,canal=debug")
+    }
+
+    /// With `RUST_LOG` set to `filter` (e.g. adding `kube_client=debug`,
+    /// whose request lines carry the reconcile's span and its reason).
+    pub fn start_as_logging(
+        kubeconfig: &std::path::Path,
+        plane: &ControlPlane,
+        namespace: &str,
+        extra: &[&str],
+        filter: &str,
+    ) -> OperatorProcess {
         let metrics_port = free_port();
         let log_path = plane
             .run_dir()
@@ -49,7 +61,7 @@ impl OperatorProcess {
             .args(extra)
             .arg("run")
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,canal=debug")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
