@@ -65,8 +65,14 @@ fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let result = match cli.command {
         Some(Command::Crd) => {
-            print!("{}", canal::operator::crd::crd_yaml());
-            Ok(())
+            // A closed pipe (`canal-operator crd | head`) is not an error.
+            use std::io::Write;
+            match std::io::stdout().write_all(canal::operator::crd::crd_yaml().as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(format!("cannot write the CRD: {e}"))
+                }
+                _ => Ok(()),
+            }
         }
         Some(Command::Run) | None => run(cli.run),
     };
