@@ -5,15 +5,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use canal::operator::build::labels::{CONFIG_HASH_ANNOTATION, RESTART_ANNOTATION, ROLE_LABEL};
 use canal::operator::crd::CanalInstance;
-use common::k8s::{ControlPlane, FIELD_MANAGER, unique_namespace, wait_api};
-use common::operator::OperatorProcess;
+use common::k8s::{ControlPlane, FIELD_MANAGER, wait_api};
+use common::operator::{OperatorProcess, apply_secret};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -23,32 +22,7 @@ use zookeeper_client::CreateMode;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn setup(test: &str) -> Option<(&'static ControlPlane, Client, String)> {
-    let plane = ControlPlane::shared(test).await?;
-    plane.install_crd().await;
-    let namespace = unique_namespace("api");
-    plane.ensure_namespace(&namespace).await;
-    let client = plane.client().await;
-    Some((plane, client, namespace))
-}
-
-async fn create_secret(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let data: BTreeMap<String, String> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name}, "stringData": data,
-    });
-    secrets
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
+    common::operator::operator_namespace(test, "api").await
 }
 
 fn instance(name: &str, destination: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -171,7 +145,7 @@ async fn children_follow_the_spec_secrets_pause_and_restarts() {
         return;
     };
     let _operator = OperatorProcess::start(plane, &namespace);
-    create_secret(
+    apply_secret(
         &client,
         &namespace,
         "replication",
@@ -304,7 +278,7 @@ async fn children_follow_the_spec_secrets_pause_and_restarts() {
     assert!(config["instance.properties"].contains("shop\\\\.payments"));
 
     // A Secret change rolls the pods too.
-    create_secret(
+    apply_secret(
         &client,
         &namespace,
         "replication",
@@ -428,7 +402,7 @@ async fn deletion_collects_children_and_honours_the_cleanup_policy() {
         return;
     };
     let _operator = OperatorProcess::start(plane, &namespace);
-    create_secret(
+    apply_secret(
         &client,
         &namespace,
         "replication",

@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use canal::operator::crd::CanalInstance;
-use common::k8s::{ControlPlane, FIELD_MANAGER, unique_namespace, wait_api};
-use common::operator::OperatorProcess;
+use common::k8s::{ControlPlane, FIELD_MANAGER, wait_api};
+use common::operator::{OperatorProcess, apply_secret};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
@@ -20,32 +19,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn setup(test: &str) -> Option<(&'static ControlPlane, Client, String)> {
-    let plane = ControlPlane::shared(test).await?;
-    plane.install_crd().await;
-    let namespace = unique_namespace("malformed");
-    plane.ensure_namespace(&namespace).await;
-    let client = plane.client().await;
-    Some((plane, client, namespace))
-}
-
-async fn create_secret(client: &Client, namespace: &str, name: &str, data: &[(&str, &str)]) {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let data: BTreeMap<String, String> = data
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let secret = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name}, "stringData": data,
-    });
-    secrets
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await
-        .unwrap();
+    common::operator::operator_namespace(test, "malformed").await
 }
 
 /// An object the schema let through but the operator cannot read (an old
@@ -79,7 +53,7 @@ async fn a_malformed_resource_is_reported_and_does_not_stop_the_others() {
     let restore = scopeguard(plane);
 
     let _operator = OperatorProcess::start(plane, &namespace);
-    create_secret(
+    apply_secret(
         &client,
         &namespace,
         "replication",

@@ -706,18 +706,28 @@ async fn ensure_finalizer(
     if has == wants {
         return Ok(());
     }
-    let mut updated: Vec<String> = finalizers
+    set_our_finalizer(object, api, wants).await
+}
+
+/// Adds or removes this operator's finalizer, keeping any others.
+async fn set_our_finalizer(
+    object: &DynamicObject,
+    api: &Api<DynamicObject>,
+    present: bool,
+) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = object
+        .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    if wants {
-        updated.push(FINALIZER.into());
+    if present {
+        finalizers.push(FINALIZER.into());
     }
     apply::set_finalizers(
         api,
         &object.name_any(),
-        &updated,
+        &finalizers,
         object.resource_version().as_deref(),
     )
     .await?;
@@ -789,19 +799,7 @@ async fn finalize(
                 ),
             )
             .await;
-            let remaining: Vec<String> = object
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            apply::set_finalizers(
-                api,
-                &object.name_any(),
-                &remaining,
-                object.resource_version().as_deref(),
-            )
-            .await?;
+            set_our_finalizer(object, api, false).await?;
             return Ok(Action::await_change());
         }
         zk::delete_destination(key)
@@ -819,19 +817,7 @@ async fn finalize(
         )
         .await;
     }
-    let remaining: Vec<String> = object
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    apply::set_finalizers(
-        api,
-        &object.name_any(),
-        &remaining,
-        object.resource_version().as_deref(),
-    )
-    .await?;
+    set_our_finalizer(object, api, false).await?;
     Ok(Action::await_change())
 }
 
@@ -885,19 +871,7 @@ async fn report_unparseable(
                 format!("{message}; its ZooKeeper nodes are left in place"),
             )
             .await;
-            let remaining: Vec<String> = object
-                .finalizers()
-                .iter()
-                .filter(|f| *f != FINALIZER)
-                .cloned()
-                .collect();
-            apply::set_finalizers(
-                api,
-                &object.name_any(),
-                &remaining,
-                object.resource_version().as_deref(),
-            )
-            .await?;
+            set_our_finalizer(object, api, false).await?;
         }
         return Ok(Action::await_change());
     }

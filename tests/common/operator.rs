@@ -174,3 +174,45 @@ pub async fn http_get(address: &str, path: &str) -> std::io::Result<String> {
         .split_once("\r\n\r\n")
         .map_or(body.clone(), |(_, b)| b.to_owned()))
 }
+
+/// The test binary's control plane with the CRD installed, a client, and a
+/// fresh namespace `{prefix}-...`; `None` when the test is skipped.
+pub async fn operator_namespace(
+    test: &str,
+    prefix: &str,
+) -> Option<(&'static ControlPlane, kube::Client, String)> {
+    let plane = ControlPlane::shared(test).await?;
+    plane.install_crd().await;
+    let namespace = super::k8s::unique_namespace(prefix);
+    plane.ensure_namespace(&namespace).await;
+    let client = plane.client().await;
+    Some((plane, client, namespace))
+}
+
+/// Creates or replaces Secret `name` with `data` as its string data.
+pub async fn apply_secret(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) {
+    use kube::api::{Api, Patch, PatchParams};
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), namespace);
+    let data: std::collections::BTreeMap<String, String> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name}, "stringData": data,
+    });
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(super::k8s::FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+}
