@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod canal_java;
 pub mod cluster;
 pub mod k8s;
 pub mod kubelet;
