@@ -4,7 +4,7 @@
 //! (from the table map's optional metadata under `binlog_row_metadata=FULL`,
 //! otherwise from the schema tracker).
 
-use std::{fmt::Write, sync::Arc};
+use std::{collections::BTreeSet, fmt::Write, sync::Arc};
 
 use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_common::constants::{ColumnType as Mt, GeometryType};
@@ -398,7 +398,11 @@ impl TableMeta {
         let mut charsets = extractor.iter_charset();
         let mut enum_set_charsets = extractor.iter_enum_and_set_charset();
         let mut names = extractor.iter_column_name();
-        let mut keys = extractor.iter_primary_key();
+        // In key order, not column order: PRIMARY KEY (b, a) lists b first.
+        let keys: BTreeSet<u64> = extractor
+            .iter_primary_key()
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad_optional(e.to_string()))?;
         let labels = collect_labels(tme).map_err(bad_optional)?;
         let mut enum_labels = labels.enums.into_iter();
         let mut set_labels = labels.sets.into_iter();
@@ -434,9 +438,7 @@ impl TableMeta {
                     String::new()
                 }
             };
-            let is_key = keys
-                .next_if(|k| matches!(k, Ok(k) if *k == index as u64))
-                .is_some();
+            let is_key = keys.contains(&(index as u64));
             let column_labels = match wire {
                 WireType::Enum { .. } => enum_labels.next(),
                 WireType::Set { .. } => set_labels.next(),
