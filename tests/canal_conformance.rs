@@ -1056,26 +1056,4 @@ const ALLOWED: &[Allowed] = &[
                 && d.entry()["tableName"] == ""
         },
     },
-    Allowed {
-        id: "declared-column-types",
-        kind: Kind::KnownGap,
-        always: true,
-        reason: "mysqlType comes from binlog metadata, which has no display widths, ZEROFILL, FLOAT(M,D) or MariaDB's INET6/INET4/UUID names; canal reads the table's DESC",
-        applies: |d, _| {
-            let (canal, ours) = d.values();
-            d.field() == "mysqlType"
-                && (undeclared(canal) == undeclared(ours)
-                    || (["inet6", "inet4", "uuid"].contains(&canal) && ours.starts_with("binary(")))
-        },
-    },
 ];
-
-/// A column type without what only the table's definition knows: integer
-/// display widths, ZEROFILL, FLOAT/DOUBLE (M,D).
-fn undeclared(mysql_type: &str) -> String {
-    let text = mysql_type.replace(" zerofill", "");
-    let pattern =
-        regex::Regex::new(r"^(tinyint|smallint|mediumint|int|bigint|float|double)\([0-9,]+\)")
-            .expect("a valid pattern");
-    pattern.replace(&text, "$1").into_owned()
-}

@@ -720,3 +720,109 @@ async fn start_by_timestamp_skips_earlier_transactions() {
     assert_eq!(ids, ["2"]);
     let _ = capture.stop().await;
 }
+
+/// Under binlog_row_metadata=FULL, mysqlType is the declared type (as canal
+/// prints it) wherever the source's definition is known to hold at the
+/// row's position, and the binlog's own type text elsewhere — never a
+/// definition from before or after the row.
+#[tokio::test(flavor = "multi_thread")]
+async fn declared_column_types_under_full_metadata() {
+    let env = LiveEnv::get();
+    let mut conn = env.root().await;
+    let (server_id, schema) = unique("decl");
+    fresh_schema(&mut conn, &schema).await;
+    conn.query_drop(format!("USE `{schema}`")).await.unwrap();
+    conn.query_drop(
+        "CREATE TABLE d (id INT PRIMARY KEY, flag BOOL, z INT(5) UNSIGNED ZEROFILL, f FLOAT(7,3),
+             db DOUBLE(10,2), ip INET6, u UUID, ti TINYINT);
+         CREATE TABLE later (id INT PRIMARY KEY, a INT(5))",
+    )
+    .await
+    .unwrap();
+    let start = latest(&mut conn).await;
+    // All written before the capture starts: at the first rows of `later`
+    // information_schema already shows INT(6), which does not hold there.
+    conn.query_drop(
+        "INSERT INTO d VALUES (1, TRUE, 42, 1.5, 2.25, '::1', '123e4567-e89b-12d3-a456-426614174000', 1);
+         INSERT INTO later VALUES (1, 1);
+         ALTER TABLE later MODIFY a INT(6);
+         INSERT INTO later VALUES (2, 2)",
+    )
+    .await
+    .unwrap();
+    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    capture.until(WAIT, |c| count_rows(c) >= 3).await;
+    // A DDL while following: the table is reloaded for the next rows.
+    conn.query_drop(
+        "ALTER TABLE d MODIFY z INT(7) UNSIGNED ZEROFILL;
+         INSERT INTO d VALUES (2, FALSE, 7, 0.5, 0.25, NULL, NULL, 2)",
+    )
+    .await
+    .unwrap();
+    capture.until(WAIT, |c| count_rows(c) >= 4).await;
+    let rows: Vec<(String, Vec<(String, String)>)> = capture
+        .changes
+        .iter()
+        .filter_map(|change| {
+            let rc = row_change(change)?;
+            (rc.is_ddl != Some(true) && rc.event_type() != EventType::Query).then(|| {
+                let table = change.entry.header.as_ref().unwrap().table_name.clone();
+                rc.row_datas
+                    .iter()
+                    .map(|rd| {
+                        let types = rd
+                            .after_columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.mysql_type.clone()))
+                            .collect();
+                        (table.clone(), types)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .flatten()
+        .collect();
+    let types = |table: &str, nth: usize| -> Vec<(String, String)> {
+        rows.iter()
+            .filter(|(t, _)| t == table)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("row {nth} of {table} in {rows:?}"))
+            .1
+            .clone()
+    };
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        types("d", 0),
+        owned(&[
+            ("id", "int(11)"),
+            ("flag", "tinyint(1)"),
+            ("z", "int(5) unsigned zerofill"),
+            ("f", "float(7,3)"),
+            ("db", "double(10,2)"),
+            ("ip", "inet6"),
+            ("u", "uuid"),
+            ("ti", "tinyint(4)"),
+        ])
+    );
+    // Before the ALTER the declared INT(5) cannot be proven from
+    // information_schema (which shows INT(6)): the binlog's text, not
+    // a wrong declaration.
+    assert_eq!(
+        types("later", 0),
+        owned(&[("id", "int(11)"), ("a", "int(11)")])
+    );
+    assert_eq!(
+        types("later", 1),
+        owned(&[("id", "int(11)"), ("a", "int(6)")])
+    );
+    assert_eq!(
+        types("d", 1)[2],
+        owned(&[("z", "int(7) unsigned zerofill")])[0]
+    );
+    let _ = capture.stop().await;
+}

@@ -7,7 +7,10 @@
 //! fields. Event kinds that could carry changes but are not understood stop
 //! decoding with an error that names them: data is never dropped silently.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use mysql_common::binlog::{
     consts::EventType as Bt,
@@ -201,6 +204,8 @@ pub struct Decoder {
     /// inside a group are not resume points.
     in_group: bool,
     schema: Option<Box<dyn SchemaLookup>>,
+    /// Tables whose declared types were not available, logged once each.
+    declared_types_missing: HashSet<String>,
     warned_statement_dml: bool,
     scratch: RowsScratch,
 }
@@ -220,6 +225,7 @@ impl Decoder {
             in_transaction: false,
             in_group: false,
             schema: None,
+            declared_types_missing: HashSet::new(),
             warned_statement_dml: false,
             scratch: RowsScratch::default(),
         }
@@ -590,6 +596,8 @@ impl Decoder {
         let included = self.filter.tables.matches(&meta.schema, &meta.table);
         if !meta.has_names && included {
             self.fill_names(event, &mut meta)?;
+        } else if included && self.schema.is_some() {
+            self.fill_declared_types(event, &mut meta)?;
         }
         if self.cached_filter_generation != self.filter_generation {
             self.tables.clear();
@@ -682,6 +690,66 @@ impl Decoder {
             };
         }
         meta.has_names = true;
+        Ok(())
+    }
+
+    /// Takes `mysqlType` from the table's declared definition for a table
+    /// map that describes its columns itself (binlog_row_metadata=FULL):
+    /// the binlog has no display widths, ZEROFILL, FLOAT(M,D) or MariaDB's
+    /// INET6/INET4/UUID names, which canal prints. Everything else keeps
+    /// coming from the binlog. A definition that is not known at this
+    /// position, or that does not describe these very columns, leaves the
+    /// binlog's types; only a reload request stops the event (it is decoded
+    /// again once the table is loaded).
+    fn fill_declared_types(
+        &mut self,
+        event: &SourceEvent,
+        meta: &mut TableMeta,
+    ) -> Result<(), DecodeError> {
+        let at = LogPosition::new(event.journal.to_string(), event.start);
+        let Some(lookup) = self.schema.as_mut() else {
+            return Ok(());
+        };
+        let missing = match lookup.columns(&meta.schema, &meta.table, &at) {
+            SchemaAnswer::Known(columns) => {
+                if columns.len() == meta.columns.len()
+                    && meta
+                        .columns
+                        .iter()
+                        .zip(columns.iter())
+                        .all(|(c, k)| declared_type_fits(c, k))
+                {
+                    for (column, known) in meta.columns.iter_mut().zip(columns.iter()) {
+                        column.mysql_type = known.mysql_type.clone();
+                    }
+                    return Ok(());
+                }
+                "the source's definition does not describe the table map's columns".to_owned()
+            }
+            SchemaAnswer::Reload => {
+                return Err(DecodeError::SchemaReload {
+                    journal: event.journal.to_string(),
+                    offset: event.start,
+                    schema: meta.schema.clone(),
+                    table: meta.table.clone(),
+                });
+            }
+            SchemaAnswer::Unknown(reason) => reason,
+        };
+        let table = meta.full_name();
+        // Bounded: one entry per table, capped for sources with huge
+        // numbers of tables (beyond the cap the line is just not logged).
+        if self.declared_types_missing.len() < 100_000
+            && self.declared_types_missing.insert(table.clone())
+        {
+            tracing::info!(
+                %table,
+                position = %at,
+                reason = %missing,
+                "mysqlType comes from the binlog's table metadata (no display widths or ZEROFILL) \
+                 where the declared type is not known"
+            );
+        }
         Ok(())
     }
 
@@ -1178,4 +1246,79 @@ fn static_charset_name(name: &str) -> &'static str {
         .find(|n| **n == lower)
         .copied()
         .unwrap_or("unknown")
+}
+
+/// Whether `known` (information_schema) is the column the table map
+/// describes, telling apart only what the binlog cannot carry: names and
+/// the type text without display widths, ZEROFILL, FLOAT/DOUBLE (M,D) and
+/// MariaDB's INET6/INET4/UUID (stored as BINARY) must agree.
+fn declared_type_fits(
+    column: &super::table::ColumnMeta,
+    known: &super::schema::SchemaColumn,
+) -> bool {
+    !known.mysql_type.is_empty()
+        && column.name.eq_ignore_ascii_case(&known.name)
+        && undeclared(&column.mysql_type) == undeclared(&known.mysql_type)
+}
+
+/// A column type text without what only the declaration holds.
+fn undeclared(mysql_type: &str) -> String {
+    let text = mysql_type.to_ascii_lowercase().replace(" zerofill", "");
+    match text.as_str() {
+        "inet6" | "uuid" => return "binary(16)".into(),
+        "inet4" => return "binary(4)".into(),
+        _ => {}
+    }
+    for name in [
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "bigint",
+        "float",
+        "double",
+    ] {
+        if let Some(rest) = text.strip_prefix(name)
+            && let Some(args) = rest.strip_prefix('(')
+            && let Some(close) = args.find(')')
+            && args[..close]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b',')
+        {
+            return format!("{name}{}", &args[close + 1..]);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::undeclared;
+
+    #[test]
+    fn declared_only_parts_are_set_aside() {
+        for (declared, derived) in [
+            ("tinyint(1)", "tinyint(4)"),
+            ("int(5) unsigned zerofill", "int(10) unsigned"),
+            ("INT(5)", "int"),
+            ("float(7,3)", "float"),
+            ("double(10,2) unsigned", "double unsigned"),
+            ("bigint(20)", "bigint(20)"),
+            ("inet6", "binary(16)"),
+            ("uuid", "binary(16)"),
+            ("inet4", "binary(4)"),
+        ] {
+            assert_eq!(undeclared(declared), undeclared(derived), "{declared}");
+        }
+        for (declared, derived) in [
+            ("varchar(20)", "varchar(30)"),
+            ("int(5) unsigned", "int(11)"),
+            ("decimal(10,2)", "decimal(10,3)"),
+            ("enum('a','b')", "enum('a','c')"),
+            ("inet6", "binary(4)"),
+            ("bigint", "int"),
+        ] {
+            assert_ne!(undeclared(declared), undeclared(derived), "{declared}");
+        }
+    }
 }

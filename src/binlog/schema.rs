@@ -16,6 +16,17 @@
 //!
 //! Where the schema at a position cannot be known, decoding stops with an
 //! error that says so; `binlog_row_metadata=FULL` removes the problem.
+//!
+//! With `binlog_row_metadata=FULL` the same lookup only supplies what the
+//! binlog cannot: the declared column type (`tinyint(1)`, `int(5) unsigned
+//! zerofill`, `float(7,3)`, `inet6`), as canal prints it. There an unknown
+//! answer is not an error: the decoder keeps the type derived from the
+//! binlog.
+//!
+//! The DDL found by every scan is kept, with where the last scan ended, so a
+//! reload after a DDL only scans what was written since: catching up over a
+//! backlog with many DDL statements reads the backlog twice, not once per
+//! DDL.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -84,13 +95,32 @@ struct TableState {
     /// Positions before this are not described by `columns`.
     valid_from: Option<LogPosition>,
     stale: bool,
+    /// Could not be loaded (and why); cleared by the next DDL on the table.
+    unavailable: Option<String>,
 }
 
 /// information_schema snapshot plus DDL tracking.
 #[derive(Debug, Default)]
 pub struct InfoSchemaLookup {
     tables: HashMap<TableKey, TableState>,
+    /// DDL found by the scans, in binlog order, from the earliest position a
+    /// reload can still ask about up to where the scans reached.
+    ddl_log: Vec<DdlSeen>,
+    /// The binlog end read before the last scan (after its snapshot): every
+    /// DDL up to here is in `ddl_log`.
+    scanned_to: Option<LogPosition>,
+    /// Where the start-up scan began when it did not begin at the start
+    /// position (see [`DECLARED_TYPES_SCAN_LIMIT`]): nothing before is known.
+    known_from: Option<LogPosition>,
 }
+
+/// How much binlog the start-up scan reads when only `mysqlType` depends on
+/// it (binlog_row_metadata=FULL). The scan must reach the binlog's end
+/// before the first row is decoded, so scanning a whole backlog would delay
+/// a catch-up by the time it takes to read it again (about 1.5 s per GB on
+/// the benchmark machine). Only the newest binlog files up to this size are
+/// scanned; rows before them keep the binlog's type text.
+pub const DECLARED_TYPES_SCAN_LIMIT: u64 = 64 << 20;
 
 impl InfoSchemaLookup {
     /// Installs columns loaded from information_schema, valid from `from`.
@@ -104,6 +134,7 @@ impl InfoSchemaLookup {
         let state = self.tables.entry(key(schema, table)).or_default();
         state.columns = columns;
         state.stale = false;
+        state.unavailable = None;
         state.valid_from = match (state.valid_from.take(), from) {
             (Some(a), Some(b)) => Some(if before(&a, &b) { b } else { a }),
             (a, b) => a.or(b),
@@ -122,15 +153,44 @@ impl InfoSchemaLookup {
             state.valid_from = Some(position);
         }
     }
+
+    /// Marks `table` as not describable until its next DDL (a reload
+    /// failed); only used where an unknown answer is not an error.
+    pub fn unavailable(&mut self, schema: &str, table: &str, reason: String) {
+        let state = self.tables.entry(key(schema, table)).or_default();
+        state.columns = None;
+        state.stale = false;
+        state.unavailable = Some(reason);
+    }
+
+    /// Where a reload for a table map at `at` starts scanning: DDL up to
+    /// `scanned_to` are known already.
+    pub fn scan_start(&self, at: &LogPosition) -> LogPosition {
+        match &self.scanned_to {
+            Some(scanned) if before(at, scanned) => scanned.clone(),
+            _ => at.clone(),
+        }
+    }
 }
 
 impl SchemaLookup for InfoSchemaLookup {
     fn columns(&mut self, schema: &str, table: &str, at: &LogPosition) -> SchemaAnswer {
+        if let Some(from) = &self.known_from
+            && before(at, from)
+        {
+            return SchemaAnswer::Unknown(format!(
+                "{schema}.{table} at a position before {from}, where the binlog scanned for DDL \
+                 at start-up begins"
+            ));
+        }
         let Some(state) = self.tables.get(&key(schema, table)) else {
             return SchemaAnswer::Reload;
         };
         if state.stale {
             return SchemaAnswer::Reload;
+        }
+        if let Some(reason) = &state.unavailable {
+            return SchemaAnswer::Unknown(reason.clone());
         }
         if let Some(valid_from) = &state.valid_from
             && before(at, valid_from)
@@ -150,7 +210,9 @@ impl SchemaLookup for InfoSchemaLookup {
 
     fn apply_ddl(&mut self, target: &DdlTarget, _at: &LogPosition) {
         for (schema, table) in &target.tables {
-            self.tables.entry(key(schema, table)).or_default().stale = true;
+            let state = self.tables.entry(key(schema, table)).or_default();
+            state.stale = true;
+            state.unavailable = None;
         }
         if target.tables.is_empty() && !target.schema.is_empty() {
             // CREATE/DROP DATABASE and unclassified statements: reload any
@@ -159,6 +221,7 @@ impl SchemaLookup for InfoSchemaLookup {
             for ((s, _), state) in self.tables.iter_mut() {
                 if *s == schema {
                     state.stale = true;
+                    state.unavailable = None;
                 }
             }
         }
@@ -357,6 +420,9 @@ pub async fn scan_ddl(
         };
         let sql = String::from_utf8_lossy(query.query_raw());
         if let Statement::Ddl(target) = ddl::classify(&sql, &query.schema()) {
+            if target.tables.is_empty() && leaves_tables_unchanged(&sql) {
+                continue;
+            }
             let mut tables = target.tables.clone();
             if tables.is_empty() && !target.schema.is_empty() {
                 tables.push((target.schema.clone(), String::new()));
@@ -374,33 +440,161 @@ pub async fn scan_ddl(
     Ok(found)
 }
 
+/// Statements naming no table that cannot change any table's definition
+/// (views, accounts, routines, triggers, events, a database's defaults).
+/// Any other statement without a table counts as altering every table of
+/// its schema, which makes their earlier rows unknown.
+fn leaves_tables_unchanged(sql: &str) -> bool {
+    // Only the words before a body or column list: `CREATE ALGORITHM=UNDEFINED
+    // DEFINER=`u`@`h` SQL SECURITY DEFINER VIEW v AS SELECT ...`.
+    let head = sql.split(['(', ';']).next().unwrap_or_default();
+    let words: Vec<String> = head
+        .split_whitespace()
+        .take_while(|w| !w.eq_ignore_ascii_case("AS"))
+        .map(|w| w.to_ascii_uppercase())
+        .collect();
+    let Some(first) = words.first() else {
+        return false;
+    };
+    let object = |names: &[&str]| words.iter().skip(1).any(|w| names.contains(&w.as_str()));
+    match first.as_str() {
+        "GRANT" | "REVOKE" => true,
+        "CREATE" | "DROP" => object(&[
+            "VIEW",
+            "USER",
+            "ROLE",
+            "TRIGGER",
+            "PROCEDURE",
+            "FUNCTION",
+            "EVENT",
+        ]),
+        "ALTER" => object(&[
+            "VIEW",
+            "USER",
+            "DATABASE",
+            "SCHEMA",
+            "PROCEDURE",
+            "FUNCTION",
+            "EVENT",
+        ]),
+        _ => false,
+    }
+}
+
 /// Builds the lookup for a start position: a snapshot of the table
 /// definitions, then a scan of the binlog from the start position to its end
 /// (taken after the snapshot, so it covers every DDL the snapshot can
 /// reflect): a table altered in that range is unknown before its last DDL.
+///
+/// With `scan_limit`, a start position further back than the newest binlog
+/// files of that total size is not scanned from: the scan begins at the
+/// oldest of those files, and positions before it are unknown.
 pub async fn initial_lookup(
     config: &ReplicaConfig,
     info: &ServerInfo,
     filter: &TableFilter,
     start: &DumpStart,
+    scan_limit: Option<u64>,
 ) -> Result<InfoSchemaLookup, ReplicaError> {
     let mut conn = replica::connect(config).await?;
     let tables = load_tables(&mut conn, filter).await?;
     let end = replica::binlog_end(&mut conn, info).await?;
+    let end_position = LogPosition {
+        journal_name: end.journal.clone(),
+        position: end.position,
+        ..Default::default()
+    };
+    let (scan_from, known_from) = match scan_limit {
+        None => (start.clone(), None),
+        Some(limit) => {
+            let files = binary_logs(&mut conn).await?;
+            let window = scan_window(&files, &end_position, limit);
+            match start {
+                DumpStart::File { journal, position }
+                    if backlog(&files, journal, *position) <= limit
+                        || !before(&LogPosition::new(journal.clone(), *position), &window) =>
+                {
+                    (start.clone(), None)
+                }
+                _ => (
+                    DumpStart::File {
+                        journal: window.journal_name.clone(),
+                        position: window.position,
+                    },
+                    Some(window),
+                ),
+            }
+        }
+    };
     drop(conn);
     let mut lookup = InfoSchemaLookup::default();
     for ((schema, table), columns) in tables {
         lookup.install(&schema, &table, Some(columns), None);
     }
     tracing::info!(
-        from = ?start,
-        to = %format!("{}:{}", end.journal, end.position),
-        "the source has no binlog_row_metadata=FULL: scanning the binlog for DDL to know which \
-         table definitions hold at which position"
+        from = ?scan_from,
+        to = %end_position,
+        "scanning the binlog for DDL to know which table definitions hold at which position"
     );
-    let ddl = scan_ddl(config, start, config.server_id.wrapping_add(2_000_000_000)).await?;
+    let ddl = scan_ddl(
+        config,
+        &scan_from,
+        config.server_id.wrapping_add(2_000_000_000),
+    )
+    .await?;
     mark_altered(&mut lookup, &ddl);
+    lookup.ddl_log = ddl;
+    lookup.scanned_to = Some(end_position);
+    lookup.known_from = known_from;
     Ok(lookup)
+}
+
+/// `SHOW BINARY LOGS`: file names and sizes, oldest first.
+async fn binary_logs(conn: &mut Conn) -> Result<Vec<(String, u64)>, ReplicaError> {
+    let rows: Vec<Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| ReplicaError::Transient(format!("cannot list the binlog files: {e}")))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            Some((
+                row.get_opt::<String, _>(0)?.ok()?,
+                row.get_opt::<u64, _>(1)?.ok()?,
+            ))
+        })
+        .collect())
+}
+
+/// Bytes of binlog from `journal:position` to the end.
+fn backlog(files: &[(String, u64)], journal: &str, position: u64) -> u64 {
+    files
+        .iter()
+        .filter(|(name, _)| name.as_str() >= journal)
+        .map(|(name, size)| {
+            if name == journal {
+                size.saturating_sub(position)
+            } else {
+                *size
+            }
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// The start of the oldest binlog file such that it and every newer file
+/// together hold at most `limit` bytes; `end` if the newest alone is larger
+/// (a file can only be read from its start or a known event boundary).
+fn scan_window(files: &[(String, u64)], end: &LogPosition, limit: u64) -> LogPosition {
+    let mut window = end.clone();
+    let mut total: u64 = 0;
+    for (name, size) in files.iter().rev() {
+        total = total.saturating_add(*size);
+        if total > limit {
+            break;
+        }
+        window = LogPosition::new(name.clone(), 4);
+    }
+    window
 }
 
 fn mark_altered(lookup: &mut InfoSchemaLookup, ddl: &[DdlSeen]) {
@@ -432,53 +626,94 @@ fn mark_altered(lookup: &mut InfoSchemaLookup, ddl: &[DdlSeen]) {
     }
 }
 
-/// A table's definition as reloaded after a DDL, with the DDL on it that
-/// followed in the binlog.
+/// A table's definition as reloaded after a DDL, with the DDL the binlog
+/// holds from where the reload scanned.
 #[derive(Debug)]
 pub struct Reloaded {
     schema: String,
     table: String,
     columns: Option<Arc<[SchemaColumn]>>,
-    later_ddl: Vec<DdlSeen>,
+    /// The table map position the reload is for.
+    at: LogPosition,
+    scanned_from: LogPosition,
+    /// The binlog end read after the snapshot: the scan covers up to here.
+    scanned_to: LogPosition,
+    scanned: Vec<DdlSeen>,
 }
 
-/// Reloads one table after a DDL at `at`, scanning the binlog from there to
-/// the end so that a later DDL on the same table is noticed.
+/// Reloads one table for a table map at `at` (after a DDL on it), then scans
+/// the binlog from `scan_from` (see [`InfoSchemaLookup::scan_start`]) to the
+/// end so that a later DDL on the same table is noticed.
 pub async fn reload_table(
     config: &ReplicaConfig,
     schema: &str,
     table: &str,
     at: &LogPosition,
+    scan_from: &LogPosition,
 ) -> Result<Reloaded, ReplicaError> {
     let mut conn = replica::connect(config).await?;
+    let info = replica::probe(&mut conn).await?;
     let columns = load_table(&mut conn, schema, table).await?;
+    let end = replica::binlog_end(&mut conn, &info).await?;
     drop(conn);
     let from = DumpStart::File {
-        journal: at.journal_name.clone(),
-        position: at.position,
+        journal: scan_from.journal_name.clone(),
+        position: scan_from.position,
     };
-    let later_ddl = scan_ddl(config, &from, config.server_id.wrapping_add(2_000_000_000))
-        .await?
-        .into_iter()
-        .filter(|d| before(at, &d.position))
-        .filter(|d| {
-            d.tables.iter().any(|(s, t)| {
-                key(s, t) == key(schema, table) || (t.is_empty() && s.eq_ignore_ascii_case(schema))
-            })
-        })
-        .collect();
+    let scanned = scan_ddl(config, &from, config.server_id.wrapping_add(2_000_000_000)).await?;
     Ok(Reloaded {
         schema: schema.to_owned(),
         table: table.to_owned(),
         columns,
-        later_ddl,
+        at: at.clone(),
+        scanned_from: scan_from.clone(),
+        scanned_to: LogPosition {
+            journal_name: end.journal,
+            position: end.position,
+            ..Default::default()
+        },
+        scanned,
     })
 }
 
 impl InfoSchemaLookup {
     pub fn apply_reload(&mut self, reloaded: Reloaded) {
-        self.install(&reloaded.schema, &reloaded.table, reloaded.columns, None);
-        mark_altered(self, &reloaded.later_ddl);
+        let Reloaded {
+            schema,
+            table,
+            columns,
+            at,
+            scanned_from,
+            scanned_to,
+            scanned,
+        } = reloaded;
+        self.install(&schema, &table, columns, None);
+        // DDL before `at` has been passed, so no later reload asks about it
+        // (a reconnect resumes after the last DDL passed); the scan repeats
+        // what the log holds from `scanned_from` on.
+        self.ddl_log
+            .retain(|d| !before(&d.position, &at) && before(&d.position, &scanned_from));
+        self.ddl_log.extend(scanned);
+        if self
+            .scanned_to
+            .as_ref()
+            .is_none_or(|s| before(s, &scanned_to))
+        {
+            self.scanned_to = Some(scanned_to);
+        }
+        let later: Vec<DdlSeen> = self
+            .ddl_log
+            .iter()
+            .filter(|d| before(&at, &d.position))
+            .filter(|d| {
+                d.tables.iter().any(|(s, t)| {
+                    key(s, t) == key(&schema, &table)
+                        || (t.is_empty() && s.eq_ignore_ascii_case(&schema))
+                })
+            })
+            .cloned()
+            .collect();
+        mark_altered(self, &later);
     }
 }
 
@@ -498,6 +733,14 @@ impl SharedLookup {
 
     pub fn apply_reload(&self, reloaded: Reloaded) {
         self.lock().apply_reload(reloaded);
+    }
+
+    pub fn scan_start(&self, at: &LogPosition) -> LogPosition {
+        self.lock().scan_start(at)
+    }
+
+    pub fn unavailable(&self, schema: &str, table: &str, reason: String) {
+        self.lock().unavailable(schema, table, reason);
     }
 }
 
@@ -532,6 +775,117 @@ mod tests {
             mysql_type: "int(11)".into(),
             data_type: "int".into(),
         }
+    }
+
+    fn ddl(position: LogPosition, table: &str) -> DdlSeen {
+        DdlSeen {
+            position,
+            tables: vec![("db".into(), table.into())],
+        }
+    }
+
+    #[test]
+    fn statements_that_leave_tables_unchanged() {
+        for sql in [
+            "DROP VIEW d_view",
+            "CREATE ALGORITHM=UNDEFINED DEFINER=`root`@`localhost` SQL SECURITY DEFINER VIEW `v` AS select 1 AS `table`",
+            "ALTER DATABASE shop CHARACTER SET utf8mb4",
+            "GRANT SELECT ON *.* TO 'u'@'%'",
+            "CREATE USER 'u'@'%' IDENTIFIED BY 'x'",
+            "drop trigger if exists trg",
+        ] {
+            assert!(leaves_tables_unchanged(sql), "{sql}");
+        }
+        for sql in [
+            "DROP DATABASE shop",
+            "CREATE DATABASE shop",
+            "ALTER ONLINE TABLE t MODIFY a INT(6)",
+            "FLUSH TABLES",
+            "",
+        ] {
+            assert!(!leaves_tables_unchanged(sql), "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_start_up_scan_window_is_bounded() {
+        let files = vec![
+            ("bin.000001".to_owned(), 900),
+            ("bin.000002".to_owned(), 300),
+            ("bin.000003".to_owned(), 200),
+        ];
+        let end = pos("bin.000003", 200);
+        assert_eq!(scan_window(&files, &end, 10_000), pos("bin.000001", 4));
+        assert_eq!(scan_window(&files, &end, 500), pos("bin.000002", 4));
+        assert_eq!(scan_window(&files, &end, 100), end);
+        assert_eq!(backlog(&files, "bin.000002", 250), 250);
+        assert_eq!(backlog(&files, "bin.000003", 150), 50);
+        let mut lookup = InfoSchemaLookup::default();
+        lookup.install("db", "t", Some(Arc::from(vec![column("a")])), None);
+        lookup.known_from = Some(pos("bin.000002", 4));
+        assert!(matches!(
+            lookup.columns("db", "t", &pos("bin.000001", 800)),
+            SchemaAnswer::Unknown(_)
+        ));
+        assert!(matches!(
+            lookup.columns("db", "t", &pos("bin.000002", 4)),
+            SchemaAnswer::Known(_)
+        ));
+    }
+
+    #[test]
+    fn reloads_use_the_ddl_already_scanned() {
+        let mut lookup = InfoSchemaLookup::default();
+        lookup.install("db", "t", Some(Arc::from(vec![column("a")])), None);
+        // The initial scan covered up to bin.000003:100 and saw DDL on t
+        // at 000002:500 and 000003:50.
+        lookup.ddl_log = vec![
+            ddl(pos("bin.000002", 500), "t"),
+            ddl(pos("bin.000003", 50), "t"),
+        ];
+        lookup.scanned_to = Some(pos("bin.000003", 100));
+        // A reload for a table map at 000002:600 scans only from 000003:100.
+        let at = pos("bin.000002", 600);
+        assert_eq!(lookup.scan_start(&at), pos("bin.000003", 100));
+        lookup.apply_reload(Reloaded {
+            schema: "db".into(),
+            table: "t".into(),
+            columns: Some(Arc::from(vec![column("a"), column("b")])),
+            at: at.clone(),
+            scanned_from: pos("bin.000003", 100),
+            scanned_to: pos("bin.000003", 900),
+            scanned: vec![ddl(pos("bin.000003", 700), "u")],
+        });
+        // t's later DDL (000003:50), known from the first scan, still holds.
+        assert!(matches!(
+            lookup.columns("db", "t", &pos("bin.000002", 700)),
+            SchemaAnswer::Unknown(_)
+        ));
+        assert!(
+            matches!(lookup.columns("db", "t", &pos("bin.000003", 60)), SchemaAnswer::Known(c) if c.len() == 2)
+        );
+        assert_eq!(lookup.scanned_to, Some(pos("bin.000003", 900)));
+        assert_eq!(lookup.ddl_log.len(), 2, "DDL before the reload is dropped");
+        // Past the scanned range a reload scans from its own position.
+        assert_eq!(
+            lookup.scan_start(&pos("bin.000004", 4)),
+            pos("bin.000004", 4)
+        );
+        // A failed reload answers unknown until the table's next DDL.
+        lookup.unavailable("db", "t", "no access".into());
+        assert!(matches!(
+            lookup.columns("db", "t", &pos("bin.000004", 10)),
+            SchemaAnswer::Unknown(r) if r == "no access"
+        ));
+        let target = match ddl::classify("ALTER TABLE t ADD c INT", "db") {
+            Statement::Ddl(t) => t,
+            other => panic!("{other:?}"),
+        };
+        lookup.apply_ddl(&target, &pos("bin.000004", 20));
+        assert!(matches!(
+            lookup.columns("db", "t", &pos("bin.000004", 30)),
+            SchemaAnswer::Reload
+        ));
     }
 
     #[test]

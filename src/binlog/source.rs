@@ -101,6 +101,13 @@ pub struct BinlogSource {
     skip_before_ms: Option<i64>,
     gtid_complete: bool,
     schema: Option<SharedLookup>,
+    /// The lookup only refines `mysqlType` (the source has
+    /// binlog_row_metadata=FULL): failing to load a definition falls back
+    /// to the binlog's type instead of stopping.
+    schema_optional: bool,
+    /// Set once the lookup was tried (kept or not), so a reconnect does not
+    /// scan the binlog again.
+    schema_tried: bool,
     filter_updates: Option<tokio::sync::watch::Receiver<Arc<super::filter::EventFilter>>>,
 }
 
@@ -115,6 +122,8 @@ impl BinlogSource {
             skip_before_ms: None,
             gtid_complete: false,
             schema: None,
+            schema_optional: false,
+            schema_tried: false,
             filter_updates: None,
         }
     }
@@ -217,17 +226,31 @@ impl BinlogSource {
             self.decoder.set_gtid_state(Some(state.clone()));
         }
         self.decoder.reset_stream();
-        if !info.full_row_metadata && self.schema.is_none() {
+        if !info.full_row_metadata && (self.schema.is_none() || self.schema_optional) {
             // Without table-map metadata, names come from information_schema,
             // checked against the DDL in the binlog (see schema.rs).
             let tables = self.decoder.filter().tables.clone();
-            let lookup = schema::initial_lookup(&self.config.replica, &info, &tables, &start)
+            let lookup = schema::initial_lookup(&self.config.replica, &info, &tables, &start, None)
                 .await
                 .map_err(SourceError::Replica)?;
-            let shared = SharedLookup(Arc::new(std::sync::Mutex::new(lookup)));
-            self.decoder
-                .set_schema_lookup(Some(Box::new(shared.clone())));
-            self.schema = Some(shared);
+            self.install_lookup(lookup, false);
+        } else if info.full_row_metadata && !self.schema_tried {
+            // The binlog describes every table but its declared types
+            // (display widths, ZEROFILL, FLOAT(M,D), INET6...), which canal
+            // prints: take them from the same position-checked lookup, and
+            // keep the binlog's types wherever it cannot answer.
+            self.schema_tried = true;
+            let tables = self.decoder.filter().tables.clone();
+            let limit = Some(schema::DECLARED_TYPES_SCAN_LIMIT);
+            match schema::initial_lookup(&self.config.replica, &info, &tables, &start, limit).await
+            {
+                Ok(lookup) => self.install_lookup(lookup, true),
+                Err(error) => tracing::info!(
+                    %error,
+                    "declared column types are not available; mysqlType comes from the binlog's \
+                     table metadata (display widths and ZEROFILL are not in it)"
+                ),
+            }
         }
         let mut stream = replica::open_stream(conn, &info, &self.config.replica, &start)
             .await
@@ -307,8 +330,17 @@ impl BinlogSource {
         }
     }
 
+    fn install_lookup(&mut self, lookup: schema::InfoSchemaLookup, optional: bool) {
+        let shared = SharedLookup(Arc::new(std::sync::Mutex::new(lookup)));
+        self.decoder
+            .set_schema_lookup(Some(Box::new(shared.clone())));
+        self.schema = Some(shared);
+        self.schema_optional = optional;
+        self.schema_tried = true;
+    }
+
     /// Decodes an event, first reloading table definitions the schema
-    /// lookup asks for (sources without binlog_row_metadata=FULL).
+    /// lookup asks for.
     async fn decode_with_reloads(
         &mut self,
         event: &SourceEvent,
@@ -331,10 +363,31 @@ impl BinlogSource {
                         }));
                     };
                     let at = LogPosition::new(journal, offset);
-                    let reloaded = schema::reload_table(&self.config.replica, &schema, &table, &at)
-                        .await
-                        .map_err(SourceError::Replica)?;
-                    shared.apply_reload(reloaded);
+                    let scan_from = shared.scan_start(&at);
+                    match schema::reload_table(
+                        &self.config.replica,
+                        &schema,
+                        &table,
+                        &at,
+                        &scan_from,
+                    )
+                    .await
+                    {
+                        Ok(reloaded) => shared.apply_reload(reloaded),
+                        Err(error) if self.schema_optional => {
+                            // Only mysqlType depends on it: keep decoding
+                            // with the binlog's types for this table until
+                            // its next DDL.
+                            tracing::info!(
+                                %error,
+                                table = %format!("{schema}.{table}"),
+                                "cannot reload the table's definition; its mysqlType comes from \
+                                 the binlog until its next DDL"
+                            );
+                            shared.unavailable(&schema, &table, error.to_string());
+                        }
+                        Err(error) => return Err(SourceError::Replica(error)),
+                    }
                 }
                 other => return other.map_err(SourceError::from),
             }
