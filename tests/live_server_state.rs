@@ -242,9 +242,19 @@ async fn without_full_metadata_names_follow_live_ddl() {
         ))
         .await
         .unwrap();
+        conn.query_drop(format!("CREATE TABLE `{schema}`.ready (id INT PRIMARY KEY)"))
+            .await
+            .unwrap();
         let start = latest(&mut conn).await;
         let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The DDL below must come after the source's information_schema
+        // snapshot, or the first row's definition is (rightly) unknowable:
+        // a row of `ready` arriving proves the stream, hence the snapshot
+        // taken before it, is up. A fixed sleep was not enough on a loaded CI.
+        conn.query_drop(format!("INSERT INTO `{schema}`.ready VALUES (1)"))
+            .await
+            .unwrap();
+        capture.until(Duration::from_secs(60), |c| !rows_as_pairs(c).is_empty()).await;
         conn.query_drop(format!(
             "INSERT INTO `{schema}`.t VALUES (1, 'café', 4294967295);
              ALTER TABLE `{schema}`.t ADD COLUMN z DATE FIRST;
@@ -254,9 +264,11 @@ async fn without_full_metadata_names_follow_live_ddl() {
         ))
         .await
         .unwrap();
-        capture.until(Duration::from_secs(60), |c| rows_as_pairs(c).len() >= 3).await;
+        capture.until(Duration::from_secs(60), |c| rows_as_pairs(c).len() >= 4).await;
         let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
-        let rows = rows_as_pairs(&capture.changes);
+        let all = rows_as_pairs(&capture.changes);
+        assert_eq!(all[0], pairs(&[("id", "1")]), "the readiness row of `ready`");
+        let rows = &all[1..];
         assert_eq!(rows[0], pairs(&[("id", "1"), ("a", "café"), ("b", "4294967295")]));
         assert_eq!(rows[1], pairs(&[("z", "2024-01-01"), ("id", "2"), ("a", "two"), ("b", "2")]));
         assert_eq!(rows[2], pairs(&[("z", "2024-01-02"), ("id", "3"), ("a", "three"), ("bee", "18446744073709551615")]));
