@@ -255,11 +255,20 @@ async fn without_full_metadata_names_follow_live_ddl() {
             .await
             .unwrap();
         capture.until(Duration::from_secs(60), |c| !rows_as_pairs(c).is_empty()).await;
+        // Each ALTER waits for the rows before it to be decoded: the source
+        // reloads a definition when it meets the next row, and a row whose
+        // table was altered again before that reload is (rightly) refused,
+        // as without_full_metadata_history_before_a_ddl_is_refused shows.
         conn.query_drop(format!(
             "INSERT INTO `{schema}`.t VALUES (1, 'café', 4294967295);
              ALTER TABLE `{schema}`.t ADD COLUMN z DATE FIRST;
-             INSERT INTO `{schema}`.t VALUES ('2024-01-01', 2, 'two', 2);
-             ALTER TABLE `{schema}`.t CHANGE b bee BIGINT UNSIGNED;
+             INSERT INTO `{schema}`.t VALUES ('2024-01-01', 2, 'two', 2)"
+        ))
+        .await
+        .unwrap();
+        capture.until(Duration::from_secs(60), |c| rows_as_pairs(c).len() >= 3).await;
+        conn.query_drop(format!(
+            "ALTER TABLE `{schema}`.t CHANGE b bee BIGINT UNSIGNED;
              INSERT INTO `{schema}`.t VALUES ('2024-01-02', 3, 'three', 18446744073709551615)"
         ))
         .await
