@@ -32,13 +32,25 @@ pub fn write_conf(dir: &Path, server_properties: &str, instances: &[(&str, &str)
     }
 }
 
-/// A port nothing listens on right now (another process may still take it
-/// before the caller binds it; good enough on a test machine).
+/// A port nothing listens on right now, below the kernel's ephemeral range
+/// (32768-60999 by default): a port from that range can be taken as the
+/// local end of any outgoing connection (ZooKeeper, MariaDB, proxies) before
+/// the server under test binds it, which CI hit once. Each call tries ports
+/// from a position that depends on the process and a counter, so parallel
+/// test processes rarely try the same ones.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("an ephemeral port on 127.0.0.1")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let seed = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let port = (LOW + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
 }
 
 /// Polls `condition` every 25 ms until it holds (true) or `timeout` passes
