@@ -177,6 +177,21 @@ impl Checker {
         lock(&self.state).row_deliveries()
     }
 
+    /// Distinct rows delivered so far (repeats counted once).
+    pub fn distinct_rows(&self) -> usize {
+        lock(&self.state).delivered.len()
+    }
+
+    /// Batches received on the session under way (0 when none is).
+    pub fn batches_on_current_connection(&self) -> usize {
+        let state = lock(&self.state);
+        state
+            .connections
+            .last()
+            .filter(|c| c.ended_at.is_none())
+            .map_or(0, |c| c.batches)
+    }
+
     /// The server of the session under way, if one is.
     pub fn current_server(&self) -> Option<String> {
         let state = lock(&self.state);
