@@ -20,19 +20,17 @@ mod common;
 mod proxy;
 
 use std::{
-    collections::HashSet,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use canal::{
-    client::{CanalClient, Login, cluster::active_server},
-    protocol::entry::{EntryType, RowChange},
-};
 use cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf};
-use common::{env, median, root};
+use common::{
+    env,
+    follow::{Seen, consume, spawn_writer},
+    median, root,
+};
 use mysql_async::prelude::Queryable;
-use prost::Message;
 use proxy::ProxySet;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -51,83 +49,6 @@ impl Kind {
             Kind::Crash => "crash (SIGKILL)",
             Kind::Partition => "leader cut off from ZooKeeper",
         }
-    }
-}
-
-/// What the consumer saw: every row id with the server and time of its
-/// first delivery, and how many deliveries repeated a row.
-#[derive(Default)]
-struct Seen {
-    delivered: HashSet<i64>,
-    /// (receive time, server) of each batch holding rows.
-    batches: Vec<(Instant, String)>,
-    duplicates: usize,
-    /// Rows of the last batch with rows (its ack may not have been
-    /// processed when the server went away).
-    last_batch_rows: usize,
-}
-
-/// Follows `running`, acks every batch, records what arrives.
-async fn consume(
-    zk_servers: String,
-    destination: String,
-    seen: Arc<Mutex<Seen>>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let zookeeper = zookeeper_client::Client::connect(&zk_servers)
-        .await
-        .expect("ZooKeeper");
-    while !stop.is_cancelled() {
-        let Ok(Some(address)) = active_server(&zookeeper, &destination).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let session = async {
-            let mut client =
-                CanalClient::connect(&address, &Login::default(), Duration::from_secs(2)).await?;
-            client.subscribe(&destination, "1001", "").await?;
-            loop {
-                let received = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    client.get(1000, Some(Duration::from_millis(50))),
-                )
-                .await
-                .map_err(|_| {
-                    canal::client::ClientError::Io(std::io::ErrorKind::TimedOut.into())
-                })??;
-                if received.batch_id == -1 {
-                    if stop.is_cancelled() {
-                        return Ok::<_, canal::client::ClientError>(());
-                    }
-                    continue;
-                }
-                let ids: Vec<i64> = received
-                    .entries
-                    .iter()
-                    .filter(|e| e.entry_type() == EntryType::Rowdata)
-                    .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
-                    .flat_map(|rc| rc.row_datas)
-                    .filter_map(|row| row.after_columns.first()?.value.parse().ok())
-                    .collect();
-                {
-                    let mut seen = seen.lock().unwrap();
-                    if !ids.is_empty() {
-                        seen.batches.push((Instant::now(), address.clone()));
-                    }
-                    for id in &ids {
-                        if !seen.delivered.insert(*id) {
-                            seen.duplicates += 1;
-                        }
-                    }
-                    if !ids.is_empty() {
-                        seen.last_batch_rows = ids.len();
-                    }
-                }
-                client.ack(received.batch_id).await?;
-            }
-        };
-        let _ = session.await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -203,24 +124,11 @@ async fn run_kind(kind: Kind, runs: usize) -> Vec<Outcome> {
     let consumer = tokio::spawn(consume(
         zk_servers.clone(),
         destination.clone(),
+        "t",
         seen.clone(),
         stop.clone(),
     ));
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut conn = root().await;
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            let mut id = 0i64;
-            while !stop.is_cancelled() {
-                tick.tick().await;
-                id += 1;
-                let _ = conn
-                    .query_drop(format!("INSERT INTO {schema}.t VALUES ({id})"))
-                    .await;
-            }
-        })
-    };
+    let writer = spawn_writer(schema.to_owned(), "t", stop.clone());
     let mut outcomes = Vec::new();
     for _ in 0..runs {
         let old = active_of(&pair, &destination).await;

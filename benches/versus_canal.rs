@@ -40,7 +40,7 @@ mod common;
 mod zk;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -52,7 +52,11 @@ use canal::{
 };
 use canal_java::{CanalJavaServer, MetaMode, reference_properties};
 use cluster::{ServerProcess, SpawnOptions, free_port, wait_for};
-use common::{env, root};
+use common::{
+    env,
+    follow::{Seen, consume, ids_of, spawn_writer},
+    root,
+};
 use futures_util::FutureExt;
 use mysql_async::prelude::Queryable;
 use prost::Message;
@@ -390,18 +394,6 @@ fn count_row_datas(mut buf: &[u8]) -> u64 {
     rows
 }
 
-/// The first column (the key) of every row image of `table`.
-fn ids_of(entries: &[Entry], table: &str) -> Vec<i64> {
-    entries
-        .iter()
-        .filter(|e| e.entry_type() == EntryType::Rowdata)
-        .filter(|e| e.header.as_ref().is_some_and(|h| h.table_name == table))
-        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
-        .flat_map(|rc| rc.row_datas)
-        .filter_map(|row| row.after_columns.first()?.value.parse().ok())
-        .collect()
-}
-
 async fn master_status(conn: &mut mysql_async::Conn) -> (String, u64) {
     conn.query_first("SHOW MASTER STATUS")
         .await
@@ -664,68 +656,6 @@ async fn latency(bench: &Bench, kind: Kind, run: usize, seconds: u64) -> (f64, f
     )
 }
 
-/// What the failover consumer saw (as in benches/failover.rs).
-#[derive(Default)]
-struct Seen {
-    delivered: HashSet<i64>,
-    /// (receive time, server) of each batch holding rows.
-    batches: Vec<(Instant, String)>,
-    duplicates: usize,
-}
-
-/// Follows `{dest}/running` like canal's cluster connector, acks every
-/// batch, records what arrives.
-async fn consume(
-    zk_servers: String,
-    destination: String,
-    seen: Arc<Mutex<Seen>>,
-    stop: CancellationToken,
-) {
-    let zookeeper = zookeeper_client::Client::connect(&zk_servers)
-        .await
-        .expect("ZooKeeper");
-    while !stop.is_cancelled() {
-        let Ok(Some(address)) = active_server(&zookeeper, &destination).await else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let session = async {
-            let mut client =
-                CanalClient::connect(&address, &Login::default(), Duration::from_secs(2)).await?;
-            client.subscribe(&destination, CLIENT_ID, "").await?;
-            loop {
-                let received = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    client.get(1000, Some(Duration::from_millis(50))),
-                )
-                .await
-                .map_err(|_| ClientError::Io(std::io::ErrorKind::TimedOut.into()))??;
-                if received.batch_id == -1 {
-                    if stop.is_cancelled() {
-                        return Ok::<_, ClientError>(());
-                    }
-                    continue;
-                }
-                let ids = ids_of(&received.entries, "failover");
-                {
-                    let mut seen = seen.lock().unwrap();
-                    if !ids.is_empty() {
-                        seen.batches.push((Instant::now(), address.clone()));
-                    }
-                    for id in &ids {
-                        if !seen.delivered.insert(*id) {
-                            seen.duplicates += 1;
-                        }
-                    }
-                }
-                client.ack(received.batch_id).await?;
-            }
-        };
-        let _ = session.await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Event {
     Graceful,
@@ -774,24 +704,11 @@ async fn failovers(bench: &Bench, kind: Kind, runs: usize) -> Vec<Failover> {
     let consumer = tokio::spawn(consume(
         bench.zk_servers.clone(),
         destination.clone(),
+        "failover",
         seen.clone(),
         stop.clone(),
     ));
-    let writer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut conn = root().await;
-            let mut tick = tokio::time::interval(Duration::from_millis(5));
-            let mut id = 0i64;
-            while !stop.is_cancelled() {
-                tick.tick().await;
-                id += 1;
-                let _ = conn
-                    .query_drop(format!("INSERT INTO {schema}.failover VALUES ({id})"))
-                    .await;
-            }
-        })
-    };
+    let writer = spawn_writer(schema.clone(), "failover", stop.clone());
     let mut outcomes = Vec::new();
     for event in [Event::Graceful, Event::Crash] {
         for _ in 0..runs {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use mysql_async::{OptsBuilder, prelude::Queryable};
 
+pub mod follow;
+
 pub const ROWS: u64 = 1_000_000;
 /// Bumped whenever the generated workload changes.
 const DATASET_VERSION: u32 = 1;
