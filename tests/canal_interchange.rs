@@ -12,7 +12,7 @@ use canal::binlog::position::StartPosition;
 use common::{
     canal_java::{CanalJavaServer, MetaMode, reference_properties},
     cluster::{ServerProcess, SpawnOptions, free_port, test_dir, wait_for, write_conf},
-    live::{LiveEnv, fresh_schema, latest, unique},
+    live::{LiveEnv, fresh_schema, instance_properties, latest, unique},
     zk,
 };
 use mysql_async::{Conn, prelude::Queryable};
@@ -26,30 +26,22 @@ const CANAL_START: Duration = Duration::from_secs(90);
 /// The tests claim ZooKeeper destinations and start JVMs: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn instance_properties(env: &LiveEnv, schema: &str, start: &StartPosition) -> String {
-    let StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = start
-    else {
-        panic!("a file position, not {start:?}");
-    };
-    format!(
-        "canal.instance.mysql.slaveId = 0\n\
-         canal.instance.master.address = {}\n\
-         canal.instance.dbUsername = {}\n\
-         canal.instance.dbPassword = {}\n\
-         canal.instance.connectionCharset = UTF-8\n\
-         canal.instance.master.journal.name = {journal_name}\n\
-         canal.instance.master.position = {position}\n\
-         canal.instance.filter.regex = {schema}\\\\..*\n",
-        env.address, env.user, env.password
-    )
+/// What both tests start from: a schema with table `t (id INT PRIMARY KEY)`,
+/// a destination unique to the test with no ZooKeeper nodes yet, its
+/// instance.properties (reading from the binlog end before any row), and a
+/// directory for the servers' files.
+struct Scene {
+    conn: Conn,
+    schema: String,
+    destination: String,
+    instance: String,
+    dir: std::path::PathBuf,
+    zookeeper: zookeeper_client::Client,
+    /// `/otter/canal/destinations/{destination}`.
+    root: String,
 }
 
-/// A schema with table `t (id INT PRIMARY KEY)`, a destination unique to the
-/// test, and the binlog end before any row.
-async fn setup(prefix: &str) -> (Conn, String, String, StartPosition) {
+async fn setup(prefix: &str) -> Scene {
     let env = LiveEnv::get();
     let mut conn = env.root().await;
     let (server_id, schema) = unique(prefix);
@@ -58,7 +50,19 @@ async fn setup(prefix: &str) -> (Conn, String, String, StartPosition) {
         .await
         .unwrap();
     let start = latest(&mut conn).await;
-    (conn, schema, format!("{prefix}{server_id}"), start)
+    let destination = format!("{prefix}{server_id}");
+    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
+    let root = format!("/otter/canal/destinations/{destination}");
+    zk::delete_all(&zookeeper, &root).await;
+    Scene {
+        instance: instance_properties(&env, &schema, &start),
+        dir: test_dir(&format!("interchange-{destination}")),
+        conn,
+        schema,
+        destination,
+        zookeeper,
+        root,
+    }
 }
 
 async fn insert(conn: &mut Conn, schema: &str, ids: std::ops::RangeInclusive<u32>) {
@@ -206,13 +210,15 @@ fn spawn_ours(dir: &Path, destination: &str, instance: &str, name: &str) -> Serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursors_move_between_canal_and_ours_without_loss_or_repeat() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let (mut conn, schema, destination, start) = setup("xcur").await;
-    let instance = instance_properties(&env, &schema, &start);
-    let dir = test_dir(&format!("interchange-cursor-{destination}"));
-    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
-    let root = format!("/otter/canal/destinations/{destination}");
-    zk::delete_all(&zookeeper, &root).await;
+    let Scene {
+        mut conn,
+        schema,
+        destination,
+        instance,
+        dir,
+        zookeeper,
+        root,
+    } = setup("xcur").await;
 
     // 1. canal consumes rows 1-3 and writes client 1001's cursor.
     let mut canal = spawn_canal(&dir, &destination, &instance, "canal-1");
@@ -296,13 +302,15 @@ async fn cursors_move_between_canal_and_ours_without_loss_or_repeat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_cluster_hands_over_both_ways() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let (mut conn, schema, destination, start) = setup("xmix").await;
-    let instance = instance_properties(&env, &schema, &start);
-    let dir = test_dir(&format!("interchange-mixed-{destination}"));
-    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
-    let root = format!("/otter/canal/destinations/{destination}");
-    zk::delete_all(&zookeeper, &root).await;
+    let Scene {
+        mut conn,
+        schema,
+        destination,
+        instance,
+        dir,
+        zookeeper,
+        root,
+    } = setup("xmix").await;
     let running_address = async || -> Option<String> {
         let (data, _) = zookeeper
             .get_data(&zk::running_path(&destination))

@@ -20,7 +20,7 @@ use std::{path::Path, process::Stdio, time::Duration};
 use canal::binlog::position::StartPosition;
 use common::{
     cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf},
-    live::{LiveEnv, fresh_schema, latest, unique},
+    live::{LiveEnv, fresh_schema, instance_properties, latest, unique},
     proxy::ProxySet,
     workload::{Checker, Verdict, Writer, excess_duplicates, verify},
     zk::{self, NodeAction, StoppedNode},
@@ -31,30 +31,6 @@ use tokio::io::AsyncBufReadExt;
 const WAIT: Duration = Duration::from_secs(60);
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// instance.properties reading `schema` from `start` (the binlog end when
-/// the test began, so rows the writer commits before a server is active
-/// are not skipped).
-fn instance_properties(env: &LiveEnv, schema: &str, start: &StartPosition) -> String {
-    let StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = start
-    else {
-        panic!("a file position, not {start:?}");
-    };
-    format!(
-        "canal.instance.mysql.slaveId = 0\n\
-         canal.instance.master.address = {}\n\
-         canal.instance.dbUsername = {}\n\
-         canal.instance.dbPassword = {}\n\
-         canal.instance.connectionCharset = UTF-8\n\
-         canal.instance.master.journal.name = {journal_name}\n\
-         canal.instance.master.position = {position}\n\
-         canal.instance.filter.regex = {schema}\\\\..*\n",
-        env.address, env.user, env.password
-    )
-}
 
 /// canal.properties of an HA pair: ZooKeeper profile, cursors written on
 /// every ack, the given session timeout.

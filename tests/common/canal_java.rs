@@ -2,11 +2,12 @@
 //! child process, for the side-by-side conformance tests and benchmarks.
 
 use std::{
-    fs::OpenOptions,
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus},
     time::{Duration, Instant},
 };
+
+use super::cluster::logged_command;
 
 /// Where the reference server keeps its cursors: `Memory` is canal's
 /// memory-instance, `ZooKeeper` its default-instance (HA, cursors flushed to
@@ -76,26 +77,9 @@ impl CanalJavaServer {
     }
 
     fn start_child(name: &str, conf_dir: &Path, log_path: &Path) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/canal-java");
-        let mut command = Command::new(&script);
-        command
+        logged_command(&script, log_path)
             .arg(conf_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // canal reads system properties only, but keep the environment of
-        // every child the same: no canal.* variables from the test process.
-        for (variable, _) in std::env::vars_os() {
-            if variable.to_string_lossy().starts_with("canal.") {
-                command.env_remove(variable);
-            }
-        }
-        command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {} for {name}: {e}", script.display()))
     }

@@ -76,6 +76,28 @@ pub async fn wait_for(what: &str, timeout: Duration, condition: impl AsyncFnMut(
     );
 }
 
+/// `program` with no stdin or stdout, stderr appended to `log_path`, and
+/// none of the test process's `canal.*` variables (they would configure
+/// every server the tests start).
+pub fn logged_command(program: &Path, log_path: &Path) -> Command {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
+    let mut command = Command::new(program);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("canal.") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// What to start: `client_port` and `metrics_port` are passed to the process
 /// as `canal.port` and `canal.metrics.pull.port` (environment variables
 /// override the files), so the handle's addresses always match it.
@@ -139,27 +161,12 @@ impl ServerProcess {
     }
 
     fn start_child(options: &SpawnOptions, log_path: &Path) -> Child {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_canal-server"));
+        let mut command = logged_command(Path::new(env!("CARGO_BIN_EXE_canal-server")), log_path);
         command
             .arg("--log-format")
             .arg("json")
             .arg("--conf")
             .arg(&options.conf_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // canal.* variables of the test process would configure every server.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("canal.") {
-                command.env_remove(name);
-            }
-        }
-        command
             .env("canal.port", options.client_port.to_string())
             .env("canal.metrics.pull.port", options.metrics_port.to_string())
             .envs(options.env.iter().map(|(k, v)| (k, v)));

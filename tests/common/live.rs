@@ -86,6 +86,30 @@ impl LiveEnv {
     }
 }
 
+/// instance.properties reading `schema` from `start` (the binlog end when
+/// the test began, so nothing committed before a server is active is
+/// skipped).
+pub fn instance_properties(env: &LiveEnv, schema: &str, start: &StartPosition) -> String {
+    let StartPosition::FilePosition {
+        journal_name,
+        position,
+    } = start
+    else {
+        panic!("a file position, not {start:?}");
+    };
+    format!(
+        "canal.instance.mysql.slaveId = 0\n\
+         canal.instance.master.address = {}\n\
+         canal.instance.dbUsername = {}\n\
+         canal.instance.dbPassword = {}\n\
+         canal.instance.connectionCharset = UTF-8\n\
+         canal.instance.master.journal.name = {journal_name}\n\
+         canal.instance.master.position = {position}\n\
+         canal.instance.filter.regex = {schema}\\\\..*\n",
+        env.address, env.user, env.password
+    )
+}
+
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A server id and schema name unique to this test process.
