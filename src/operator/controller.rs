@@ -199,15 +199,30 @@ async fn run_controller(
         })
     });
     let controller = controller
-        .owns::<StatefulSet>(scoped(&client, ns), managed.clone())
-        .owns::<ConfigMap>(scoped(&client, ns), managed.clone())
-        .owns::<Service>(scoped(&client, ns), managed.clone())
-        .owns::<PodDisruptionBudget>(scoped(&client, ns), managed.clone())
-        .watches(scoped::<Pod>(&client, ns), managed, move |pod: Pod| {
-            let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
-            let namespace = pod.namespace()?;
-            Some(ObjectRef::new_with(&instance, pod_resource.clone()).within(&namespace))
-        })
+        .owns_stream(triggers_of(
+            scoped::<PartialObjectMeta<StatefulSet>>(&client, ns),
+            &managed,
+        ))
+        .owns_stream(triggers_of(
+            scoped::<PartialObjectMeta<ConfigMap>>(&client, ns),
+            &managed,
+        ))
+        .owns_stream(triggers_of(
+            scoped::<PartialObjectMeta<Service>>(&client, ns),
+            &managed,
+        ))
+        .owns_stream(triggers_of(
+            scoped::<PartialObjectMeta<PodDisruptionBudget>>(&client, ns),
+            &managed,
+        ))
+        .watches_stream(
+            triggers_of(scoped::<PartialObjectMeta<Pod>>(&client, ns), &managed),
+            move |pod: PartialObjectMeta<Pod>| {
+                let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
+                let namespace = pod.namespace()?;
+                Some(ObjectRef::new_with(&instance, pod_resource.clone()).within(&namespace))
+            },
+        )
         .reconcile_on(tokio_stream_from(triggers));
     let secrets = secrets
         .filter_map(|r| async move {
@@ -230,6 +245,35 @@ async fn run_controller(
         .await;
     sweeper.abort();
     Ok(())
+}
+
+/// The changes of one kind as reconcile triggers, each watch with a backoff
+/// of its own. The Controller puts all its trigger streams behind one shared
+/// backoff: an error from any of them (a missing RBAC rule, an API group that
+/// is unavailable) would pause every trigger, the CanalInstance watch
+/// included, for up to 30 s at a time. Errors are logged here and never
+/// reach it.
+fn triggers_of<K>(
+    api: Api<PartialObjectMeta<K>>,
+    config: &watcher::Config,
+) -> impl futures_util::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    watcher(api, config.clone())
+        .default_backoff()
+        .touched_objects()
+        .filter_map(move |result| {
+            let kind = kind.clone();
+            async move {
+                result
+                    .inspect_err(|error| tracing::warn!(%kind, %error, "watching failed; retrying"))
+                    .ok()
+                    .map(Ok)
+            }
+        })
 }
 
 fn references_secret(object: &DynamicObject, name: &str) -> bool {
