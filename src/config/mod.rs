@@ -13,16 +13,14 @@
 //! `canal.` prefix are ignored.
 
 mod error;
+pub mod files;
 mod instance;
 mod keys;
 mod layers;
 pub mod properties;
 mod server;
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::{collections::HashMap, path::Path};
 
 pub use error::{ConfigError, Origin};
 pub use instance::{
@@ -33,6 +31,7 @@ pub use keys::{KeyScope, key_scope};
 pub use properties::Properties;
 pub use server::{ServerConfig, StorageProfile, ZookeeperConfig};
 
+use files::{ConfigFiles, Disk};
 use keys::{Place, Values};
 use layers::{File, Layers};
 
@@ -77,9 +76,18 @@ pub fn load_with_process_env(conf_dir: &Path) -> Result<CanalConfig, ConfigError
 /// both. `env` is a map rather than a lookup function because unknown
 /// `canal.*` variables are reported, which needs their names.
 pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfig, ConfigError> {
+    load_from(&Disk, conf_dir, env)
+}
+
+/// [`load`] from `files` (the disk, or files held in memory).
+pub fn load_from(
+    files: &dyn ConfigFiles,
+    conf_dir: &Path,
+    env: &HashMap<String, String>,
+) -> Result<CanalConfig, ConfigError> {
     let mut warnings = Vec::new();
     let server_path = conf_dir.join(SERVER_FILE);
-    let server_props = read_properties(&server_path)?;
+    let server_props = read_properties(files, &server_path)?;
     let server_layers = Layers {
         env,
         instance: None,
@@ -91,13 +99,13 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
     };
     let mut server = ServerConfig::read(&server_layers, conf_dir)?;
     if server.destinations.is_empty() {
-        server.destinations = scan_destinations(&server.conf_dir)?;
+        server.destinations = scan_destinations(files, &server.conf_dir)?;
     }
 
     let mut instances = Vec::with_capacity(server.destinations.len());
     for destination in &server.destinations {
         let path = server.conf_dir.join(destination).join(INSTANCE_FILE);
-        if !path.is_file() {
+        if !files.is_file(&path) {
             let hint = if server.conf_dir == conf_dir {
                 String::new()
             } else {
@@ -117,7 +125,7 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
                 hint,
             });
         }
-        let props = read_properties(&path)?;
+        let props = read_properties(files, &path)?;
         let layers = Layers {
             env,
             instance: Some(File {
@@ -230,8 +238,8 @@ pub fn load(conf_dir: &Path, env: &HashMap<String, String>) -> Result<CanalConfi
     })
 }
 
-fn read_properties(path: &Path) -> Result<Properties, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+fn read_properties(files: &dyn ConfigFiles, path: &Path) -> Result<Properties, ConfigError> {
+    let bytes = files.read(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -243,21 +251,16 @@ fn read_properties(path: &Path) -> Result<Properties, ConfigError> {
 
 /// canal's auto scan with `canal.destinations` empty: every directory
 /// under `dir` holding an `instance.properties`, by name.
-fn scan_destinations(dir: &Path) -> Result<Vec<String>, ConfigError> {
-    let read_error = |source| ConfigError::Read {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_error)? {
-        let entry = entry.map_err(read_error)?;
-        let path: PathBuf = entry.path();
-        if path.join(INSTANCE_FILE).is_file()
-            && let Some(name) = entry.file_name().to_str()
-        {
-            names.push(name.to_owned());
-        }
-    }
+fn scan_destinations(files: &dyn ConfigFiles, dir: &Path) -> Result<Vec<String>, ConfigError> {
+    let mut names: Vec<String> = files
+        .directories(dir)
+        .map_err(|source| ConfigError::Read {
+            path: dir.to_owned(),
+            source,
+        })?
+        .into_iter()
+        .filter(|name| files.is_file(&dir.join(name).join(INSTANCE_FILE)))
+        .collect();
     names.sort();
     if names.is_empty() {
         return Err(ConfigError::Conflict(format!(

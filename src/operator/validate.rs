@@ -2,13 +2,16 @@
 //! CRD's CEL rules again (an API server may run an older CRD), the extra
 //! properties, and the rendered configuration read back by canal-server's
 //! own configuration loader, so a pod never starts with a configuration
-//! the server refuses.
+//! the server refuses. Pure: the files are read back from memory (the
+//! operator's root file system is read-only as the chart ships it).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 
+use super::build::labels::CONF_DIR;
 use super::build::properties::{self, Rendered};
 use super::crd::CanalInstance;
+use crate::config::files::InMemory;
 use crate::config::{self, INSTANCE_FILE, SERVER_FILE};
 
 /// Everything wrong with an instance, each naming the field to fix.
@@ -42,20 +45,20 @@ pub fn validate(instance: &CanalInstance) -> Result<Rendered, Invalid> {
     }
 }
 
-/// Reads the rendered files the way a pod will, with stand-in values for
-/// the variables Secrets fill.
+/// Reads the rendered files the way a pod will (from memory, at the paths
+/// the pod mounts them), with stand-in values for the variables Secrets
+/// fill.
 fn load_rendered(destination: &str, rendered: &Rendered) -> Result<(), String> {
-    let dir = TempDir::new().map_err(|e| format!("cannot check the configuration: {e}"))?;
-    let write = |path: PathBuf, text: &str| {
-        std::fs::create_dir_all(path.parent().unwrap_or(&dir.0))
-            .and_then(|()| std::fs::write(&path, text))
-            .map_err(|e| format!("cannot check the configuration: {e}"))
-    };
-    write(dir.0.join(SERVER_FILE), &rendered.canal_properties)?;
-    write(
-        dir.0.join(destination).join(INSTANCE_FILE),
-        &rendered.instance_properties,
-    )?;
+    let conf_dir = Path::new(CONF_DIR);
+    let files = InMemory::new()
+        .with(
+            conf_dir.join(SERVER_FILE),
+            rendered.canal_properties.as_str(),
+        )
+        .with(
+            conf_dir.join(destination).join(INSTANCE_FILE),
+            rendered.instance_properties.as_str(),
+        );
     let env = HashMap::from([
         (
             "canal.instance.dbUsername".to_owned(),
@@ -66,37 +69,7 @@ fn load_rendered(destination: &str, rendered: &Rendered) -> Result<(), String> {
             "from-secret".to_owned(),
         ),
     ]);
-    config::load(&dir.0, &env).map(|_| ()).map_err(|e| {
-        format!(
-            "canal-server would refuse this configuration: {}",
-            strip_paths(&e.to_string(), &dir.0)
-        )
-    })
-}
-
-/// Messages name the file the pod reads, not the scratch directory.
-fn strip_paths(message: &str, dir: &std::path::Path) -> String {
-    message.replace(&format!("{}/", dir.display()), "")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> std::io::Result<TempDir> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "canal-operator-validate-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path)?;
-        Ok(TempDir(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    config::load_from(&files, conf_dir, &env)
+        .map(|_| ())
+        .map_err(|e| format!("canal-server would refuse this configuration: {e}"))
 }

@@ -303,6 +303,23 @@ fn the_servers_loader_refuses_what_the_schema_cannot_see() {
     instance.spec.server.extra_properties =
         BTreeMap::from([("canal.instance.memory.batch.mode".into(), "x".into())]);
     assert!(validate(&instance).is_err());
+    let mut instance = example();
+    instance.spec.server.extra_properties =
+        BTreeMap::from([("canal.instance.timezone".into(), "+99:00".into())]);
+    let problems = validate(&instance).unwrap_err().problems;
+    // Read back from memory, at the paths the pod mounts: no scratch
+    // directory (the operator's root file system is read-only).
+    let file = format!(
+        "{}/{}/instance.properties",
+        crate::operator::build::labels::CONF_DIR,
+        instance.destination()
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("canal.instance.timezone") && p.contains(&file)),
+        "{problems:?}"
+    );
 }
 
 mod cel {
