@@ -12,6 +12,9 @@
 #[allow(dead_code)]
 mod cluster;
 mod common;
+#[path = "../tests/common/failure.rs"]
+#[allow(dead_code)]
+mod failure;
 #[path = "../tests/common/k8s.rs"]
 #[allow(dead_code)]
 mod k8s;

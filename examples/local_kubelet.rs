@@ -19,6 +19,9 @@
 //! objects stay in the API, as when a node goes away. Should it be killed
 //! instead, the kernel kills the processes with it (PR_SET_PDEATHSIG).
 
+#[path = "../tests/common/failure.rs"]
+#[allow(dead_code)]
+mod failure;
 #[path = "../tests/common/kubelet.rs"]
 #[allow(dead_code)]
 mod kubelet;

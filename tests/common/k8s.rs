@@ -279,6 +279,7 @@ impl ControlPlane {
         if let Some(why) = unavailable() {
             panic!("no Kubernetes control plane: {why}");
         }
+        super::failure::watch();
         let bin_dir = bin_dir().expect("scripts/k8s bin");
         let root = runs_root();
         std::fs::create_dir_all(&root)
@@ -444,6 +445,23 @@ impl ControlPlane {
     pub fn stop(&self) {
         if self.stopped.swap(true, Ordering::SeqCst) {
             return;
+        }
+        let failed = super::failure::seen();
+        if failed {
+            let name = self
+                .run_dir
+                .file_name()
+                .map_or_else(|| "k8s".into(), |n| n.to_string_lossy().into_owned());
+            match super::failure::preserve(&self.run_dir, &name, &["etcd", "pki", "run"]) {
+                Ok(to) => eprintln!(
+                    "k8s: a test failed; the control plane's logs and the operators' are in {}",
+                    to.display()
+                ),
+                Err(e) => eprintln!(
+                    "k8s: a test failed; cannot copy the logs of {}: {e}",
+                    self.run_dir.display()
+                ),
+            }
         }
         let keep = keep_dirs();
         let args: &[&str] = if keep {

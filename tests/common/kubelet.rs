@@ -578,8 +578,18 @@ impl Drop for Kubelet {
             drop(slot.container.lock().unwrap().take());
             slot.claim.lock().unwrap().take();
         }
-        let keep = std::thread::panicking()
-            || std::env::var_os("CANAL_TEST_KEEP_K8S").is_some_and(|v| !v.is_empty() && v != "0");
+        if super::failure::seen() {
+            let name = format!("kubelet-{}", self.shared.namespace);
+            match super::failure::preserve(&self.shared.root, &name, &[]) {
+                Ok(to) => eprintln!(
+                    "kubelet: a test failed; pod logs copied to {}",
+                    to.display()
+                ),
+                Err(e) => eprintln!("kubelet: a test failed; cannot copy pod logs: {e}"),
+            }
+        }
+        let keep =
+            std::env::var_os("CANAL_TEST_KEEP_K8S").is_some_and(|v| !v.is_empty() && v != "0");
         if keep {
             eprintln!(
                 "kubelet: pod directories and logs kept in {}",

@@ -3,6 +3,7 @@
 
 pub mod canal_java;
 pub mod cluster;
+pub mod failure;
 pub mod k8s;
 pub mod kubelet;
 pub mod live;
