@@ -36,8 +36,8 @@ pub fn logs_root() -> std::path::PathBuf {
         .join("failed-logs")
 }
 
-/// Copies the files of `dir` (recursively, leaving out the directories
-/// named in `skip`, such as etcd's data) to `logs_root()/<name>`, so they
+/// Copies the `*.log` files of `dir` (recursively, leaving out the
+/// directories named in `skip`, such as etcd's data; no kubeconfig or key) to `logs_root()/<name>`, so they
 /// outlive the purge that follows; returns where they went.
 pub fn preserve(
     dir: &std::path::Path,
@@ -54,7 +54,7 @@ pub fn preserve(
                 if !skip.iter().any(|s| file_name == *s) {
                     copy(&entry.path(), &to.join(&file_name), skip)?;
                 }
-            } else if kind.is_file() {
+            } else if kind.is_file() && file_name.to_string_lossy().ends_with(".log") {
                 std::fs::copy(entry.path(), to.join(&file_name))?;
             }
         }
