@@ -23,6 +23,16 @@
 # shell, no package manager) as the nonroot user 65532.
 
 ARG RUST_VERSION=1.95
+# The runtime base. scripts/image, on a machine without registry access,
+# passes one it assembles from Debian 12's packages with distroless cc's
+# content (glibc, libgcc, libstdc++, libgomp, OpenSSL's libraries, CA
+# certificates, tzdata, netbase, the nonroot user 65532).
+ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+# Where the two binaries come from: `build` compiles them in the Rust image
+# (the default); `prebuilt` copies them from dist/image/ in the build context
+# (scripts/image: built by cargo on the host from the same Cargo.lock, debug
+# sections compressed the same way). The stage not named is never built.
+ARG BINARIES=build
 
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
@@ -46,7 +56,13 @@ RUN --mount=type=cache,id=canal-cargo-registry,target=/usr/local/cargo/registry,
          objcopy --compress-debug-sections=zlib "target/release/$bin" "/out/$bin" || exit 1; \
        done
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM scratch AS prebuilt
+COPY dist/image/canal-server dist/image/canal-operator /out/
+
+FROM ${BINARIES} AS binaries
+
+FROM ${BASE_IMAGE}
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED
@@ -60,8 +76,8 @@ LABEL org.opencontainers.image.title="canal-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="gcr.io/distroless/cc-debian12:nonroot"
-COPY --from=build --chown=0:0 --chmod=0755 /out/canal-server /out/canal-operator /usr/local/bin/
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
+COPY --from=binaries --chown=0:0 --chmod=0755 /out/canal-server /out/canal-operator /usr/local/bin/
 USER 65532:65532
 # No ENTRYPOINT: a container picks its binary by command (the server pods
 # set command [/usr/local/bin/canal-server]); without one it is the operator.
