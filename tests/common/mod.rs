@@ -7,6 +7,7 @@ pub mod failure;
 pub mod k8s;
 pub mod kubelet;
 pub mod live;
+pub mod node;
 pub mod operator;
 pub mod proxy;
 pub mod rows;

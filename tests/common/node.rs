@@ -1,0 +1,179 @@
+//! The single-node cluster of `scripts/cluster` (a real kubelet, container
+//! runtime, scheduler, controllers, kube-proxy and CoreDNS) and the
+//! project's image built by `scripts/image`, for the tests that check the
+//! product as shipped.
+//!
+//! [`Node::get`] returns `None` (after printing why) when the cluster is not
+//! up or `CANAL_TEST_NODE_IMAGE` (the image `scripts/image` printed) is not
+//! set; with `CANAL_TEST_REQUIRE_NODE=1` (what `scripts/test` sets) that is a
+//! failure instead.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Where pods reach the MariaDB and ZooKeeper of `scripts/env` (the host's
+/// end of the node's veth pair).
+pub const HOST_IP: &str = "10.213.0.1";
+
+pub struct Node {
+    pub image: String,
+    pub kubeconfig: PathBuf,
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name)
+}
+
+fn required() -> bool {
+    std::env::var_os("CANAL_TEST_REQUIRE_NODE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+impl Node {
+    pub fn get(test: &str) -> Option<Node> {
+        let problem = match std::env::var("CANAL_TEST_NODE_IMAGE") {
+            Err(_) => Some("CANAL_TEST_NODE_IMAGE is not set (scripts/image prints it)".to_owned()),
+            Ok(image) => {
+                let status = Command::new(script("cluster")).arg("status").output();
+                match status {
+                    Ok(out) if out.status.success() => {
+                        let kubeconfig = String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .find_map(|l| l.strip_prefix("kubeconfig: ").map(str::to_owned))
+                            .unwrap_or_default();
+                        return Some(Node {
+                            image,
+                            kubeconfig: PathBuf::from(kubeconfig.trim()),
+                        });
+                    }
+                    Ok(out) => Some(format!(
+                        "scripts/cluster is not up:\n{}",
+                        String::from_utf8_lossy(&out.stdout)
+                    )),
+                    Err(e) => Some(format!("cannot run scripts/cluster status: {e}")),
+                }
+            }
+        };
+        let why = problem.unwrap_or_default();
+        if required() {
+            panic!("{test}: no single-node cluster: {why}");
+        }
+        eprintln!("skipping {test}: no single-node cluster: {why}");
+        None
+    }
+
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.kubeconfig.display()));
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("the cluster's kubeconfig is usable");
+        Client::try_from(config).expect("a client for the cluster")
+    }
+
+    /// `scripts/cluster ARGS`; panics with its output when it fails.
+    pub fn cluster(&self, args: &[&str]) -> String {
+        let output = self.cluster_output(args);
+        assert!(
+            output.status.success(),
+            "scripts/cluster {} failed:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn cluster_output(&self, args: &[&str]) -> Output {
+        Command::new(script("cluster"))
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/cluster: {e}"))
+    }
+
+    /// The image's repository and tag, as the chart's values take them.
+    pub fn image_parts(&self) -> (&str, &str) {
+        self.image
+            .rsplit_once(':')
+            .expect("CANAL_TEST_NODE_IMAGE is repository:tag")
+    }
+
+    /// Tags the image under a second tag in the node's containerd (for a
+    /// rolling upgrade to "another" image); returns repository:tag.
+    pub fn retag(&self, tag: &str) -> String {
+        let (repository, _) = self.image_parts();
+        let target = format!("{repository}:{tag}");
+        let runtime = Path::new(&self.kubeconfig)
+            .parent()
+            .expect("the run directory")
+            .join("containerd/containerd.sock");
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&runtime)
+            .args([
+                "-n",
+                "k8s.io",
+                "images",
+                "tag",
+                "--force",
+                &self.image,
+                &target,
+            ])
+            .output()
+            .expect("ctr runs");
+        assert!(
+            output.status.success(),
+            "ctr images tag: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target
+    }
+
+    /// SIGKILLs a container's process through the runtime (`containerd://ID`).
+    pub fn kill_container(&self, container_id: &str) {
+        let id = container_id
+            .strip_prefix("containerd://")
+            .unwrap_or(container_id);
+        let runtime = Path::new(&self.kubeconfig)
+            .parent()
+            .expect("the run directory")
+            .join("containerd/containerd.sock");
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(&runtime)
+            .args(["-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id])
+            .output()
+            .expect("ctr runs");
+        assert!(
+            output.status.success(),
+            "ctr tasks kill {id}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Polls `probe` every 250 ms until it returns a value; panics naming
+/// `what` after `timeout`.
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

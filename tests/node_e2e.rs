@@ -1,0 +1,352 @@
+//! The product as shipped, on a real node (`scripts/cluster`: kubelet,
+//! containerd, scheduler, controllers, kube-proxy, CoreDNS) with the image
+//! built from the Dockerfile (`scripts/image`), against the MariaDB and
+//! ZooKeeper of `scripts/env`:
+//!
+//! 1. `helm install` of the chart with its default values, only the image
+//!    overridden: the operator pod runs with the chart's securityContext
+//!    (read-only root file system) and becomes Ready.
+//! 2. `manifests/examples/minimal.yaml`, addresses substituted: the
+//!    StatefulSet controller and the scheduler start the pods, their real
+//!    probes pass, they read the credentials from the Secret and register
+//!    their pod IP in ZooKeeper; the status names the active pod.
+//! 3. A canal client (`canal-server tail`) reads the rows through the client
+//!    Service's DNS name, via CoreDNS and kube-proxy.
+//! 4. Failover: the active container's process is SIGKILLed through the
+//!    runtime, then the active pod is deleted; each time the status and the
+//!    Service follow the new active server and the client reads on without
+//!    losing an acknowledged row.
+//! 5. `helm uninstall` removes the operator; the CRD stays (the chart's
+//!    crdsDir policy).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use canal::operator::crd::CanalInstance;
+use common::live::{LiveEnv, unique};
+use common::node::{HOST_IP, Node, eventually};
+use common::zk;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(180);
+const RELEASE: &str = "canal-operator";
+const OPERATOR_NAMESPACE: &str = "canal-operator";
+
+/// `manifests/examples/minimal.yaml` with this machine's addresses, and a
+/// destination of its own (the ZooKeeper ensemble outlives the test).
+fn minimal_example(env: &LiveEnv, destination: &str) -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/examples/minimal.yaml"
+    );
+    let text = std::fs::read_to_string(path).expect("manifests/examples/minimal.yaml");
+    let zookeeper: Vec<String> = zk::servers()
+        .split(',')
+        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
+        .collect();
+    let port = env.address.rsplit(':').next().unwrap_or("3306");
+    let replaced = text
+        .replace("mysql.shop.svc:3306", &format!("{HOST_IP}:{port}"))
+        .replace(
+            "zk-0.zk:2181,zk-1.zk:2181,zk-2.zk:2181",
+            &zookeeper.join(","),
+        )
+        .replace("username: canal", &format!("username: {}", env.user))
+        .replace(
+            "password: change-me",
+            &format!("password: {}", env.password),
+        )
+        .replace(
+            "\nspec:\n  source:",
+            &format!("\nspec:\n  destination: {destination}\n  source:"),
+        );
+    assert_ne!(
+        replaced, text,
+        "minimal.yaml no longer has the addresses this test replaces"
+    );
+    replaced
+}
+
+/// The ids of the rows of `schema`.t in one entry (a JSON line of `tail`).
+fn row_ids(line: &str, schema: &str) -> Vec<i64> {
+    let Ok(entry) = serde_json::from_str::<Value>(line) else {
+        return Vec::new();
+    };
+    if entry.pointer("/header/schemaName").and_then(Value::as_str) != Some(schema) {
+        return Vec::new();
+    }
+    entry
+        .pointer("/rowChange/rowDatas")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            row.get("afterColumns")
+                .and_then(Value::as_array)
+                .and_then(|columns| columns.iter().find(|c| c["name"] == "id"))
+                .and_then(|c| c["value"].as_str())
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
+/// Rows of `schema`.t read by a canal client through `service`, until every
+/// id of `want` was seen (ids in arrival order). Like any canal client it
+/// connects again when the connection is refused or closed: right after a
+/// failover the Service may have no endpoint for a moment.
+fn read_rows(service: &str, destination: &str, schema: &str, want: &BTreeSet<i64>) -> Vec<i64> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = Vec::new();
+    let mut attempts = 0;
+    while !want.iter().all(|id| seen.contains(id)) && Instant::now() < deadline {
+        attempts += 1;
+        let mut child = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster"))
+            .args(["exec", env!("CARGO_BIN_EXE_canal-server"), "tail"])
+            .args(["--addr", service, "--destination", destination])
+            .args(["--json", "--client-id", "1001"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("scripts/cluster exec canal-server tail");
+        let stdout = child.stdout.take().expect("piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        while !want.iter().all(|id| seen.contains(id)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => seen.extend(row_ids(&line, schema)),
+                // The client exited (refused, closed) or time is up.
+                Err(_) => break,
+            }
+        }
+        // SIGTERM: the client acknowledges what it printed and leaves.
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let _ = child.wait();
+        if !want.iter().all(|id| seen.contains(id)) {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let missing: Vec<&i64> = want.iter().filter(|id| !seen.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "through {service} ({attempts} connections): rows {missing:?} of {schema}.t never \
+         arrived (seen {seen:?})"
+    );
+    seen
+}
+
+async fn insert(env: &LiveEnv, schema: &str, ids: std::ops::RangeInclusive<i64>) -> BTreeSet<i64> {
+    let mut conn = env.root().await;
+    for id in ids.clone() {
+        conn.query_drop(format!(
+            "INSERT INTO `{schema}`.t VALUES ({id}, 'row {id}')"
+        ))
+        .await
+        .expect("insert");
+    }
+    ids.collect()
+}
+
+async fn active_pod(instances: &Api<CanalInstance>) -> Option<(String, String)> {
+    let active = instances.get("orders").await.ok()?.status?.active_server?;
+    Some((active.pod?, active.since?))
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
+    let Some(node) = Node::get("the_chart_as_shipped_runs_canal_on_a_real_node") else {
+        return;
+    };
+    let env = LiveEnv::get();
+    let client = node.client().await;
+    let (_, schema) = unique("node");
+    let namespace = schema.replace('_', "-");
+
+    // 1. The chart with its defaults, only the image overridden.
+    let (repository, tag) = node.image_parts();
+    let _ = node.cluster_output(&[
+        "helm",
+        "uninstall",
+        RELEASE,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait",
+    ]);
+    node.cluster(&[
+        "helm",
+        "install",
+        RELEASE,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/charts/canal-operator"),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--set",
+        &format!("image.repository={repository}"),
+        "--set",
+        &format!("image.tag={tag}"),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let operator = deployments
+        .get(RELEASE)
+        .await
+        .expect("the operator's Deployment");
+    let container = &operator.spec.unwrap().template.spec.unwrap().containers[0];
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        Some(true),
+        "the chart's securityContext is what runs"
+    );
+
+    // 2. The example, addresses substituted.
+    node.cluster(&["kubectl", "create", "namespace", &namespace]);
+    let manifest = std::env::temp_dir().join(format!("{namespace}.yaml"));
+    std::fs::write(&manifest, minimal_example(&env, &schema)).expect("write the manifest");
+    node.cluster(&[
+        "kubectl",
+        "apply",
+        "-n",
+        &namespace,
+        "-f",
+        &manifest.to_string_lossy(),
+    ]);
+    let instances: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let (first, _) = eventually("Ready with an active server", WAIT, async || {
+        let instance = instances.get("orders").await.ok()?;
+        let status = instance.status.as_ref()?;
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .then_some(())?;
+        let all = pods.list(&ListParams::default()).await.ok()?;
+        (all.items.len() == 2 && all.items.iter().all(ready)).then_some(())?;
+        active_pod(&instances).await
+    })
+    .await;
+    // The address registered in ZooKeeper is the pod's own.
+    let pod = pods.get(&first).await.expect("the active pod");
+    let pod_ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("a pod IP");
+    let address = instances
+        .get("orders")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .active_server
+        .unwrap()
+        .address;
+    assert_eq!(address, format!("{pod_ip}:11111"));
+
+    // 3. Rows through the client Service's DNS name.
+    let mut conn = env.root().await;
+    conn.query_drop(format!("CREATE DATABASE `{schema}`"))
+        .await
+        .unwrap();
+    conn.query_drop(format!(
+        "CREATE TABLE `{schema}`.t (id BIGINT PRIMARY KEY, v VARCHAR(32))"
+    ))
+    .await
+    .unwrap();
+    let service = format!("orders.{namespace}.svc.cluster.local:11111");
+    let rows = insert(&env, &schema, 1..=20).await;
+    let seen = read_rows(&service, &schema, &schema, &rows);
+    let mut ordered = seen.clone();
+    ordered.dedup();
+    assert!(
+        ordered.windows(2).all(|w| w[0] < w[1]),
+        "order kept: {seen:?}"
+    );
+
+    // 4a. The active container's process killed through the runtime.
+    let (active, since) = active_pod(&instances).await.unwrap();
+    let container_id = pods
+        .get(&active)
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.first().and_then(|c| c.container_id.clone()))
+        .expect("the active container's id");
+    node.kill_container(&container_id);
+    let (after_kill, _) = eventually("a new active server after the kill", WAIT, async || {
+        active_pod(&instances).await.filter(|(_, s)| *s != since)
+    })
+    .await;
+    let rows = insert(&env, &schema, 21..=40).await;
+    read_rows(&service, &schema, &schema, &rows);
+
+    // 4b. The active pod deleted.
+    let (_, since) = active_pod(&instances).await.unwrap();
+    pods.delete(&after_kill, &DeleteParams::default())
+        .await
+        .expect("delete the active pod");
+    eventually("a new active server after the deletion", WAIT, async || {
+        active_pod(&instances).await.filter(|(_, s)| *s != since)
+    })
+    .await;
+    let rows = insert(&env, &schema, 41..=60).await;
+    read_rows(&service, &schema, &schema, &rows);
+
+    // 5. Uninstall: the operator goes, the CRD stays.
+    node.cluster(&[
+        "kubectl",
+        "delete",
+        "namespace",
+        &namespace,
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    node.cluster(&[
+        "helm",
+        "uninstall",
+        RELEASE,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--wait",
+    ]);
+    assert!(
+        deployments.get_opt(RELEASE).await.unwrap().is_none(),
+        "the operator is gone"
+    );
+    node.cluster(&["kubectl", "get", "crd", "canalinstances.canal.otter.dev"]);
+    conn.query_drop(format!("DROP DATABASE `{schema}`"))
+        .await
+        .unwrap();
+    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(6)).await;
+    zk::delete_all(&zookeeper, &format!("{}/{schema}", zk::DESTINATIONS)).await;
+    let _ = std::fs::remove_file(manifest);
+}
