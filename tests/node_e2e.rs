@@ -16,7 +16,9 @@
 //!    runtime, then the active pod is deleted; each time the status and the
 //!    Service follow the new active server and the client reads on without
 //!    losing an acknowledged row.
-//! 5. `helm uninstall` removes the operator; the CRD stays (the chart's
+//! 5. The PodDisruptionBudget: with one pod evicted through the Eviction
+//!    API (what `kubectl drain` uses), the other's eviction is refused.
+//! 6. `helm uninstall` removes the operator; the CRD stays (the chart's
 //!    crdsDir policy).
 
 mod common;
@@ -33,7 +35,8 @@ use common::node::{HOST_IP, Node, eventually};
 use common::zk;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, EvictParams, ListParams};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
 
@@ -321,7 +324,42 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     let rows = insert(&env, &schema, 41..=60).await;
     read_rows(&service, &schema, &schema, &rows);
 
-    // 5. Uninstall: the operator goes, the CRD stays.
+    // 5. The PodDisruptionBudget under the Eviction API (what `kubectl drain`
+    // uses): with one pod evicted, the other's eviction is refused.
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    eventually(
+        "both pods Ready, the budget at one disruption",
+        WAIT,
+        async || {
+            let all = pods.list(&ListParams::default()).await.ok()?;
+            (all.items.len() == 2 && all.items.iter().all(ready)).then_some(())?;
+            let status = budgets.get("orders").await.ok()?.status?;
+            (status.current_healthy == 2 && status.disruptions_allowed == 1).then_some(())
+        },
+    )
+    .await;
+    let evicting: Api<Pod> = Api::namespaced(node.client_without_retries().await, &namespace);
+    evicting
+        .evict("orders-0", &EvictParams::default())
+        .await
+        .expect("the first eviction is allowed");
+    match evicting.evict("orders-1", &EvictParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 429, "{status:?}"),
+        other => panic!(
+            "the second eviction must be refused by the PodDisruptionBudget: {other:?}; \
+             budget: {:?}",
+            budgets.get("orders").await.ok().and_then(|b| b.status)
+        ),
+    }
+    eventually("both pods Ready after the eviction", WAIT, async || {
+        let all = pods.list(&ListParams::default()).await.ok()?;
+        (all.items.len() == 2 && all.items.iter().all(ready)).then_some(())
+    })
+    .await;
+    let rows = insert(&env, &schema, 61..=80).await;
+    read_rows(&service, &schema, &schema, &rows);
+
+    // 6. Uninstall: the operator goes, the CRD stays.
     node.cluster(&[
         "kubectl",
         "delete",

@@ -68,13 +68,24 @@ impl Node {
     }
 
     pub async fn client(&self) -> Client {
+        Client::try_from(self.config().await).expect("a client for the cluster")
+    }
+
+    /// A client that does not retry 429 (Too Many Requests) answers, as
+    /// kube's default client does: an eviction the PodDisruptionBudget
+    /// refuses must be seen refused, not retried until it is allowed.
+    pub async fn client_without_retries(&self) -> Client {
+        let mut config = self.config().await;
+        config.default_retry = false;
+        Client::try_from(config).expect("a client for the cluster")
+    }
+
+    async fn config(&self) -> kube::Config {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", self.kubeconfig.display()));
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("the cluster's kubeconfig is usable");
-        Client::try_from(config).expect("a client for the cluster")
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("the cluster's kubeconfig is usable")
     }
 
     /// `scripts/cluster ARGS`; panics with its output when it fails.
