@@ -18,7 +18,10 @@
 //!    losing an acknowledged row.
 //! 5. The PodDisruptionBudget: with one pod evicted through the Eviction
 //!    API (what `kubectl drain` uses), the other's eviction is refused.
-//! 6. `helm uninstall` removes the operator; the CRD stays (the chart's
+//! 6. A rolling upgrade (`helm upgrade` to a second image tag): the server
+//!    pods roll one at a time, at most one failover per pod rolled, no row
+//!    lost.
+//! 7. `helm uninstall` removes the operator; the CRD stays (the chart's
 //!    crdsDir policy).
 
 mod common;
@@ -284,6 +287,7 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     ))
     .await
     .unwrap();
+    drop(conn);
     let service = format!("orders.{namespace}.svc.cluster.local:11111");
     let rows = insert(&env, &schema, 1..=20).await;
     let seen = read_rows(&service, &schema, &schema, &rows);
@@ -359,7 +363,58 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     let rows = insert(&env, &schema, 61..=80).await;
     read_rows(&service, &schema, &schema, &rows);
 
-    // 6. Uninstall: the operator goes, the CRD stays.
+    // 6. A rolling upgrade to a second image tag: the operator rolls out,
+    // then the server pods roll one at a time; no row is lost.
+    let second = node.retag(&format!("{tag}-second"));
+    let second_tag = second.rsplit_once(':').map(|(_, t)| t.to_owned()).unwrap();
+    let (_, since) = active_pod(&instances).await.unwrap();
+    let rows = insert(&env, &schema, 81..=100).await;
+    node.cluster(&[
+        "helm",
+        "upgrade",
+        RELEASE,
+        concat!(env!("CARGO_MANIFEST_DIR"), "/charts/canal-operator"),
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--reuse-values",
+        "--set",
+        &format!("image.tag={second_tag}"),
+        "--wait",
+        "--timeout",
+        "180s",
+    ]);
+    let mut terms = BTreeSet::from([since]);
+    let mut most_unready = 0;
+    eventually(
+        "both pods on the second image and Ready",
+        WAIT,
+        async || {
+            if let Some((_, since)) = active_pod(&instances).await {
+                terms.insert(since);
+            }
+            let all = pods.list(&ListParams::default()).await.ok()?;
+            most_unready = most_unready.max(all.items.iter().filter(|p| !ready(p)).count());
+            let on_second = all.items.iter().filter(|p| {
+                p.spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers[0].image.as_deref() == Some(second.as_str()))
+            });
+            (all.items.len() == 2 && on_second.filter(|p| ready(p)).count() == 2).then_some(())
+        },
+    )
+    .await;
+    read_rows(&service, &schema, &schema, &rows);
+    eprintln!(
+        "rolling upgrade: {} failovers, at most {most_unready} pod(s) not ready at once",
+        terms.len() - 1
+    );
+    assert!(most_unready <= 1, "the pods rolled one at a time");
+    assert!(
+        terms.len() - 1 <= 2,
+        "at most one failover per pod rolled: {terms:?}"
+    );
+
+    // 7. Uninstall: the operator goes, the CRD stays.
     node.cluster(&[
         "kubectl",
         "delete",
@@ -381,7 +436,10 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         "the operator is gone"
     );
     node.cluster(&["kubectl", "get", "crd", "canalinstances.canal.otter.dev"]);
-    conn.query_drop(format!("DROP DATABASE `{schema}`"))
+    // A new connection: the first one has been idle for the whole test.
+    env.root()
+        .await
+        .query_drop(format!("DROP DATABASE `{schema}`"))
         .await
         .unwrap();
     let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(6)).await;

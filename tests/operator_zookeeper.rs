@@ -486,6 +486,7 @@ async fn reset_takes_the_lock_from_its_holder_and_refuses_when_it_cannot() {
     let error = reset_cursors(&key, None, &to).await.unwrap_err();
     assert!(matches!(error, ZkAdminError::NoClients { .. }), "{error}");
     println!("{error}");
+    zkt::sync(&zk).await;
     let (_, stat) = zk.get_data(&zkt::running_path(&destination)).await.unwrap();
     assert_eq!(stat.ephemeral_owner, holder.session_id().0);
 
@@ -510,6 +511,8 @@ async fn reset_takes_the_lock_from_its_holder_and_refuses_when_it_cannot() {
     zkt::create_all(&zk, &format!("{base}/1005"), b"", CreateMode::Persistent).await;
     let moved = reset_cursors(&key, None, &to).await.unwrap();
     assert_eq!(moved, ["1001", "1005"]);
+    // The reset wrote through its own session.
+    zkt::sync(&zk).await;
     for (client, source) in [("1001", ("db.example", 3306)), ("1005", ("", 0))] {
         let (data, _) = zk
             .get_data(&format!("{base}/{client}/cursor"))
@@ -532,6 +535,7 @@ async fn reset_takes_the_lock_from_its_holder_and_refuses_when_it_cannot() {
     let error = reset_cursors(&key, Some("1007"), &to).await.unwrap_err();
     assert!(matches!(error, ZkAdminError::LockBusy { .. }), "{error}");
     println!("{error}");
+    zkt::sync(&zk).await;
     assert_eq!(zk.check_stat(&format!("{base}/1007")).await.unwrap(), None);
     drop(holder);
     zkt::delete_all(&zk, &base).await;
@@ -624,6 +628,8 @@ async fn receive(client: &mut CanalClient, count: usize) -> Vec<String> {
 }
 
 async fn cursor_of(zk: &Client, destination: &str, client: &str) -> Option<CursorRecord> {
+    // Written by another session (the server's, the reset's).
+    zkt::sync(zk).await;
     match zk
         .get_data(&format!("{}/{client}/cursor", base(destination)))
         .await
@@ -832,6 +838,7 @@ async fn delete_destination_removes_that_destination_only() {
 
     let key = ObservedKey::new(&servers, &doomed);
     delete_destination(&key).await.expect("delete");
+    zkt::sync(&zk).await;
     assert_eq!(zk.check_stat(&base(&doomed)).await.unwrap(), None);
     assert!(
         zk.check_stat(&format!("{}/1001/filter", base(&kept)))
@@ -963,5 +970,6 @@ async fn digest_auth_opens_protected_destinations() {
         .unwrap_err();
     assert!(error.to_string().contains("spec.zookeeper.auth"), "{error}");
     delete_destination(&key).await.unwrap();
+    zkt::sync(&zk).await;
     assert_eq!(zk.check_stat(&base).await.unwrap(), None);
 }

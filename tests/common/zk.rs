@@ -57,6 +57,18 @@ pub async fn create_all(zookeeper: &Client, path: &str, data: &[u8], mode: Creat
     }
 }
 
+/// Brings the server `zookeeper` is connected to up to date with the
+/// leader. ZooKeeper orders each session's own operations, but a read may be
+/// served by a follower that has not applied another session's write yet:
+/// call this before reading what another session (a server, the operator)
+/// has just written.
+pub async fn sync(zookeeper: &Client) {
+    zookeeper
+        .sync("/")
+        .await
+        .unwrap_or_else(|e| panic!("cannot sync with the ZooKeeper leader: {e}"));
+}
+
 /// Deletes `path` and everything below it; a missing node is fine.
 pub async fn delete_all(zookeeper: &Client, path: &str) {
     let children = match zookeeper.list_children(path).await {
