@@ -236,6 +236,7 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     node.cluster(&["kubectl", "create", "namespace", &namespace]);
     let manifest = std::env::temp_dir().join(format!("{namespace}.yaml"));
     std::fs::write(&manifest, minimal_example(&env, &schema)).expect("write the manifest");
+    let applied = Instant::now();
     node.cluster(&[
         "kubectl",
         "apply",
@@ -259,6 +260,10 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         active_pod(&instances).await
     })
     .await;
+    eprintln!(
+        "figure: kubectl apply to Ready, both pods ready, an active server: {:.1} s",
+        applied.elapsed().as_secs_f64()
+    );
     // The address registered in ZooKeeper is the pod's own.
     let pod = pods.get(&first).await.expect("the active pod");
     let pod_ip = pod
@@ -308,16 +313,22 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         .and_then(|s| s.container_statuses)
         .and_then(|c| c.first().and_then(|c| c.container_id.clone()))
         .expect("the active container's id");
+    let killed = Instant::now();
     node.kill_container(&container_id);
     let (after_kill, _) = eventually("a new active server after the kill", WAIT, async || {
         active_pod(&instances).await.filter(|(_, s)| *s != since)
     })
     .await;
+    eprintln!(
+        "figure: SIGKILL of the active container to a new active server in the status: {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
     let rows = insert(&env, &schema, 21..=40).await;
     read_rows(&service, &schema, &schema, &rows);
 
     // 4b. The active pod deleted.
     let (_, since) = active_pod(&instances).await.unwrap();
+    let deleted = Instant::now();
     pods.delete(&after_kill, &DeleteParams::default())
         .await
         .expect("delete the active pod");
@@ -325,6 +336,10 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         active_pod(&instances).await.filter(|(_, s)| *s != since)
     })
     .await;
+    eprintln!(
+        "figure: deletion of the active pod to a new active server in the status: {:.1} s",
+        deleted.elapsed().as_secs_f64()
+    );
     let rows = insert(&env, &schema, 41..=60).await;
     read_rows(&service, &schema, &schema, &rows);
 
