@@ -33,8 +33,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use canal::operator::crd::CanalInstance;
+use common::k8s::wait_api as eventually;
 use common::live::{LiveEnv, unique};
-use common::node::{HOST_IP, Node, eventually};
+use common::node::{HOST_IP, Node};
 use common::zk;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;

@@ -8,9 +8,8 @@
 //! set; with `CANAL_TEST_REQUIRE_NODE=1` (what `scripts/test` sets) that is a
 //! failure instead.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -120,29 +119,7 @@ impl Node {
     pub fn retag(&self, tag: &str) -> String {
         let (repository, _) = self.image_parts();
         let target = format!("{repository}:{tag}");
-        let runtime = Path::new(&self.kubeconfig)
-            .parent()
-            .expect("the run directory")
-            .join("containerd/containerd.sock");
-        let output = Command::new("ctr")
-            .arg("--address")
-            .arg(&runtime)
-            .args([
-                "-n",
-                "k8s.io",
-                "images",
-                "tag",
-                "--force",
-                &self.image,
-                &target,
-            ])
-            .output()
-            .expect("ctr runs");
-        assert!(
-            output.status.success(),
-            "ctr images tag: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.ctr(&["images", "tag", "--force", &self.image, &target]);
         target
     }
 
@@ -151,40 +128,28 @@ impl Node {
         let id = container_id
             .strip_prefix("containerd://")
             .unwrap_or(container_id);
-        let runtime = Path::new(&self.kubeconfig)
+        self.ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
+    }
+
+    /// `ctr -n k8s.io ARGS` against the node's containerd; panics when it fails.
+    fn ctr(&self, args: &[&str]) {
+        let socket = self
+            .kubeconfig
             .parent()
             .expect("the run directory")
             .join("containerd/containerd.sock");
         let output = Command::new("ctr")
             .arg("--address")
-            .arg(&runtime)
-            .args(["-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id])
+            .arg(&socket)
+            .args(["-n", "k8s.io"])
+            .args(args)
             .output()
             .expect("ctr runs");
         assert!(
             output.status.success(),
-            "ctr tasks kill {id}: {}",
+            "ctr {}: {}",
+            args.join(" "),
             String::from_utf8_lossy(&output.stderr)
         );
-    }
-}
-
-/// Polls `probe` every 250 ms until it returns a value; panics naming
-/// `what` after `timeout`.
-pub async fn eventually<T>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
