@@ -7,7 +7,7 @@
 //! - the children of a CanalInstance run: two pods Ready with their own
 //!   IPs, one canal-server active in ZooKeeper, rows from MariaDB reach a
 //!   canal client on the active pod, a template change rolls both pods
-//!   (highest ordinal first), and deleting the StatefulSet makes the
+//!   (the standby first, driven as the operator's rollout does), and deleting the StatefulSet makes the
 //!   garbage collector delete the pods and the kubelet stop the processes;
 //! - the kubelet's lifecycle: CreateContainerConfigError until the Secret
 //!   exists, the environment and files a pod gets, a crashed process
@@ -31,6 +31,7 @@ use canal::{
     operator::{
         build::{self, BuildInputs, Desired, SecretVersion, labels},
         crd::CanalInstance,
+        rollout,
         validate::validate,
     },
 };
@@ -50,7 +51,8 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client, Resource,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    ResourceExt,
+    api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use mysql_async::prelude::Queryable;
 use serde::{Serialize, de::DeserializeOwned};
@@ -62,6 +64,7 @@ const SECRET: &str = "replication";
 /// One test's namespace, CanalInstance and MariaDB schema.
 struct Scenario {
     client: Client,
+    evictions: Client,
     namespace: String,
     env: LiveEnv,
     schema: String,
@@ -78,6 +81,10 @@ impl Scenario {
         let namespace = unique_namespace(prefix);
         plane.ensure_namespace(&namespace).await;
         let client = plane.client().await;
+        // As the operator evicts: a 429 is an answer, not retried.
+        let mut config = plane.config().await;
+        config.default_retry = false;
+        let evictions = Client::try_from(config).expect("a kube client");
 
         let env = LiveEnv::get();
         let mut conn = env.root().await;
@@ -123,6 +130,7 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("cannot create the CanalInstance: {e}"));
         Some(Scenario {
             client,
+            evictions,
             namespace,
             env,
             schema,
@@ -169,6 +177,47 @@ impl Scenario {
             uid: secret.metadata.uid.unwrap(),
             resource_version: secret.metadata.resource_version.unwrap(),
         }
+    }
+
+    /// What the operator's rollout does (`canal::operator::rollout`) after a
+    /// template change, until every pod runs the new revision: the active
+    /// server, read from ZooKeeper, goes last.
+    async fn roll_out(&self, zookeeper: &zookeeper_client::Client, kubelet: &Kubelet) {
+        let statefulsets = self.api::<StatefulSet>();
+        let pods = self.api::<Pod>();
+        let name = self.name();
+        wait_api("the rollout to finish", WAIT, async || {
+            let statefulset = statefulsets.get(&name).await.ok()?;
+            let all = pods
+                .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+                .await
+                .ok()?
+                .items;
+            let address = active_server(zookeeper, &self.destination).await.ok()?;
+            let active = address.and_then(|address| {
+                all.iter().map(|p| p.name_any()).find(|pod| {
+                    kubelet
+                        .pod_ip(pod)
+                        .is_some_and(|ip| address == format!("{ip}:11111"))
+                })
+            });
+            let leader = match &active {
+                Some(pod) => rollout::Leader::Pod(pod),
+                None => rollout::Leader::Nobody,
+            };
+            match rollout::next(&statefulset, &all, leader) {
+                rollout::Step::Done => Some(()),
+                rollout::Step::Wait(_) => None,
+                rollout::Step::Evict { pod, .. } => {
+                    // Refused (429) while the budget is used up: tried again.
+                    let _ = Api::<Pod>::namespaced(self.evictions.clone(), &self.namespace)
+                        .evict(&pod, &EvictParams::default())
+                        .await;
+                    None
+                }
+            }
+        })
+        .await;
     }
 
     /// What the operator would do for `instance`: validate, build, and
@@ -408,14 +457,16 @@ async fn canal_instance_children_run_roll_and_are_collected() {
     .await;
     println!("rows received after {:.1?}", started.elapsed());
 
-    // A template change rolls both pods, the highest ordinal first, each
-    // replacement Ready before the next pod goes.
+    // A template change rolls both pods (updateStrategy OnDelete, the
+    // operator's rollout): the standby first, its replacement Ready before
+    // the active server's pod goes.
     let old_uids: Vec<_> = pods.iter().map(|p| kubelet.pod_uid(p).unwrap()).collect();
     let mut restarted = scenario.instance.clone();
     restarted.spec.restart_nonce = Some("roll-1".into());
     scenario
         .apply_children(&restarted, std::slice::from_ref(&secret))
         .await;
+    scenario.roll_out(&zookeeper, &kubelet).await;
     let statefulset = scenario
         .wait_statefulset("the rolling update to finish", |s| {
             let Some(status) = &s.status else {
@@ -455,14 +506,16 @@ async fn canal_instance_children_run_roll_and_are_collected() {
             e.pod == pod && e.uid == uid && matches!(e.kind, EventKind::Stopped { .. })
         })
     };
-    let new_uid_1 = kubelet.pod_uid(&pods[1]).unwrap();
+    let standby = 1 - active;
+    let new_standby_uid = kubelet.pod_uid(&pods[standby]).unwrap();
     let replacement_ready = position(&events, |e| {
-        e.pod == pods[1] && e.uid == new_uid_1 && e.kind == EventKind::Ready(true)
+        e.pod == pods[standby] && e.uid == new_standby_uid && e.kind == EventKind::Ready(true)
     });
     assert!(
-        stopped(&pods[1], &old_uids[1]) < replacement_ready
-            && replacement_ready < stopped(&pods[0], &old_uids[0]),
-        "not rolled one at a time from the highest ordinal: {events:#?}"
+        stopped(&pods[standby], &old_uids[standby]) < replacement_ready
+            && replacement_ready < stopped(&pods[active], &old_uids[active]),
+        "not rolled one at a time, the standby {} first: {events:#?}",
+        pods[standby]
     );
     println!("rolled after {:.1?}", started.elapsed());
 
@@ -649,7 +702,7 @@ async fn kubelet_lifecycle_config_errors_restarts_replacement_scaling() {
 
     // Scale down to 1, then up to 3.
     // The Secret's real version (not the placeholder) changes the config
-    // hash: pod 0 rolls while pod 1 goes.
+    // hash: pod 0 rolls (the operator's rollout) once pod 1 is gone.
     let mut scaled = scenario.instance.clone();
     let secret = scenario.create_secret().await;
     scaled.spec.replicas = 1;
@@ -662,6 +715,8 @@ async fn kubelet_lifecycle_config_errors_restarts_replacement_scaling() {
     })
     .await;
     kubelet.wait_stopped(&pod1, WAIT).await;
+    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
+    scenario.roll_out(&zookeeper, &kubelet).await;
     scenario
         .wait_statefulset("1 replica", |s| {
             s.status
@@ -685,7 +740,6 @@ async fn kubelet_lifecycle_config_errors_restarts_replacement_scaling() {
             })
         })
         .await;
-    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
     one_active(&zookeeper, &scenario.destination, &[ip0, ip1, ip2]).await;
 
     // Deleted with grace period 0, the object goes at once: the process is

@@ -44,15 +44,18 @@
 //!    StatefulSetRepaired, PodLabelRepaired: an edit by hand (a label; the
 //!    active label taken off the pod) is undone by a reconcile whose reason
 //!    is that object: what each kind's watch is for.
-//! 6. SecretNoticed: instance `c` (paused) waits for a Secret that does not
+//! 6. RolledOut: a restart nonce on `a` changes its pod template; the
+//!    operator evicts `a-0` (updateStrategy OnDelete) and the StatefulSet
+//!    controller recreates it from the new template.
+//! 7. SecretNoticed: instance `c` (paused) waits for a Secret that does not
 //!    exist; creating it is noticed at once (the Secret watch), not at the
 //!    30 s resync.
-//! 7. CursorReset: instance `b` (paused, with a cursorReset) records the
+//! 8. CursorReset: instance `b` (paused, with a cursorReset) records the
 //!    reset's nonce in its status.
-//! 8. StatefulSetDeleted: with a pod the StatefulSet does not own keeping
+//! 9. StatefulSetDeleted: with a pod the StatefulSet does not own keeping
 //!    `a` waiting, deleting `a` deletes its StatefulSet first;
-//! 9. EventSeries: the repeated WaitingForPods Event is counted (series);
-//! 10. Finalized: once that pod is gone, the ZooKeeper nodes are cleaned
+//! 10. EventSeries: the repeated WaitingForPods Event is counted (series);
+//! 11. Finalized: once that pod is gone, the ZooKeeper nodes are cleaned
 //!     up, the finalizer removed, and `a` is gone.
 //!
 //! Cases run side by side (CONCURRENCY at a time); the table of what each
@@ -67,7 +70,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use canal::operator::build::labels::{ROLE_ACTIVE, ROLE_LABEL};
+use canal::operator::build::labels::{RESTART_ANNOTATION, ROLE_ACTIVE, ROLE_LABEL};
 use canal::operator::crd::CanalInstance;
 use common::k8s::{ControlPlane, FIELD_MANAGER, unique_namespace};
 use common::kubelet::Kubelet;
@@ -370,6 +373,7 @@ enum Step {
     PodDisruptionBudgetRepaired,
     StatefulSetRepaired,
     PodLabelRepaired,
+    RolledOut,
     SecretNoticed,
     CursorReset,
     StatefulSetDeleted,
@@ -391,7 +395,7 @@ impl Step {
             | PodDisruptionBudgetRepaired
             | StatefulSetRepaired
             | StatefulSetDeleted => &[Applied],
-            PodLabelRepaired => &[Active],
+            PodLabelRepaired | RolledOut => &[Active],
             // Both read what they wait for from a status.
             SecretNoticed | CursorReset => &[Status],
             EventSeries | Finalized => &[StatefulSetDeleted],
@@ -557,6 +561,10 @@ fn need(grant: &Grant) -> Option<Need> {
             ("", "pods", "patch") => needed(
                 Active,
                 "the active pod is not labelled: the client Service routes nowhere",
+            ),
+            ("", "pods/eviction", "create") => needed(
+                RolledOut,
+                "a changed pod template is never rolled out: the pods keep the old one (OnDelete)",
             ),
             ("", "secrets", "get") => needed(
                 Applied,
@@ -1238,6 +1246,35 @@ async fn run_case(shared: &Shared, case: &Case) -> Observed {
                 }
             };
             progress.record(step, through_watch, &format!(" ({attempts})"));
+        }
+
+        // A changed pod template (a restart nonce) is rolled out: the
+        // operator evicts a-0, the StatefulSet controller recreates it.
+        if progress.blocked(Step::RolledOut).is_none() {
+            let before = pods.get("a-0").await.ok().and_then(|p| p.metadata.uid);
+            let patched = instances
+                .patch(
+                    "a",
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"restartNonce": "rolled"}})),
+                )
+                .await;
+            let rolled = patched.is_ok()
+                && within(wait(Step::RolledOut), async || {
+                    let pod = pods.get_opt("a-0").await.ok()??;
+                    (pod.metadata.uid != before
+                        && pod.metadata.deletion_timestamp.is_none()
+                        && pod
+                            .metadata
+                            .annotations
+                            .as_ref()?
+                            .get(RESTART_ANNOTATION)
+                            .is_some_and(|n| n == "rolled"))
+                    .then_some(())
+                })
+                .await
+                .is_some();
+            progress.record(Step::RolledOut, rolled, "");
         }
 
         // The Secret watch triggers reconciles with no reason of their own

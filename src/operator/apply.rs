@@ -2,7 +2,7 @@
 //! status and the finalizer.
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, EvictParams, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use serde::Serialize;
@@ -73,6 +73,17 @@ pub async fn set_active_label(
     )
     .await?;
     Ok(())
+}
+
+/// Evicts `pod` through the Eviction API. `Ok(false)`: the
+/// PodDisruptionBudget refused it for now (429), or the pod is gone.
+pub async fn evict(client: &Client, namespace: &str, pod: &str) -> kube::Result<bool> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.evict(pod, &EvictParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 429 || status.code == 404 => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 pub async fn write_status(

@@ -38,9 +38,10 @@ pub struct OperatorOptions {
 }
 
 pub async fn run(options: OperatorOptions, cancel: CancellationToken) -> Result<(), String> {
-    let client = Client::try_default()
+    let config = kube::Config::infer()
         .await
         .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let clients = Clients::new(config)?;
     let metrics = OperatorMetrics::new();
     let listener = tokio::net::TcpListener::bind(options.metrics_address)
         .await
@@ -51,23 +52,23 @@ pub async fn run(options: OperatorOptions, cancel: CancellationToken) -> Result<
     match options.lease.clone() {
         None => {
             metrics.leading.set(1);
-            run_controller(client, &options, metrics, cancel).await
+            run_controller(clients, &options, metrics, cancel).await
         }
-        Some((namespace, name)) => lead(client, &options, metrics, cancel, &namespace, &name).await,
+        Some((namespace, name)) => lead(clients, &options, metrics, cancel, &namespace, &name).await,
     }
 }
 
 /// Runs the controller only while holding the Lease; losing it stops the
 /// controller at once, so two replicas never reconcile side by side.
 async fn lead(
-    client: Client,
+    clients: Clients,
     options: &OperatorOptions,
     metrics: Arc<OperatorMetrics>,
     cancel: CancellationToken,
     namespace: &str,
     name: &str,
 ) -> Result<(), String> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name)
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(clients.api.clone(), name)
         .with_namespace(namespace)
         .with_identity(&options.identity)
         .with_duration(15)
@@ -87,7 +88,7 @@ async fn lead(
         tracing::info!(lease = name, "leading: starting the controller");
         metrics.leading.set(1);
         let term = cancel.child_token();
-        let controller = run_controller(client.clone(), options, metrics.clone(), term.clone());
+        let controller = run_controller(clients.clone(), options, metrics.clone(), term.clone());
         tokio::pin!(controller);
         let lost = loop {
             tokio::select! {
@@ -114,12 +115,35 @@ async fn lead(
     }
 }
 
+/// The operator's API clients.
+#[derive(Clone)]
+struct Clients {
+    /// Everything but evictions; retries 429/503/504 as kube does by default.
+    api: Client,
+    /// Evictions only, without retries: a 429 from a PodDisruptionBudget
+    /// means "not now" (the rollout waits for the next reconcile), and the
+    /// default policy would hold the reconcile for minutes retrying it.
+    evictions: Client,
+}
+
+impl Clients {
+    fn new(config: kube::Config) -> Result<Clients, String> {
+        let error = |e: kube::Error| format!("cannot configure the Kubernetes client: {e}");
+        let api = Client::try_from(config.clone()).map_err(error)?;
+        let mut once = config;
+        once.default_retry = false;
+        let evictions = Client::try_from(once).map_err(error)?;
+        Ok(Clients { api, evictions })
+    }
+}
+
 async fn run_controller(
-    client: Client,
+    clients: Clients,
     options: &OperatorOptions,
     metrics: Arc<OperatorMetrics>,
     cancel: CancellationToken,
 ) -> Result<(), String> {
+    let client = clients.api.clone();
     let resource = kube::core::ApiResource::erase::<CanalInstance>(&());
     let instances: Api<DynamicObject> = match &options.namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
@@ -147,6 +171,7 @@ async fn run_controller(
     );
     let context = Arc::new(Context::new(
         client.clone(),
+        clients.evictions,
         recorder,
         Observer::new(),
         metrics,

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod reconcile;
+pub mod rollout;
 pub mod status;
 pub mod validate;
 pub mod zookeeper;

@@ -1,5 +1,6 @@
 //! One reconcile: parse → (finalize) → validate → dereference Secrets →
-//! build → apply (unless paused) → cursor reset → active-pod label → status.
+//! build → apply (unless paused) → cursor reset → active-pod label → status
+//! → rollout (one pod evicted when the template changed).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use super::build::labels::{self, Names, ROLE_ACTIVE, ROLE_LABEL};
 use super::build::{self, BuildInputs, SecretVersion};
 use super::crd::{AppliedCursorReset, CanalInstance, CanalInstanceStatus, CleanupPolicy};
 use super::metrics::{ErrorLabel, OperatorMetrics, ResultLabel};
+use super::rollout;
 use super::status::{self, CursorResetResult, Observed, Outcome, PodAddress, ZkState};
 use super::validate::validate;
 use super::zookeeper::{self as zk, ObservedKey, Observer};
@@ -51,6 +53,8 @@ impl Error {
 /// Everything a reconcile needs.
 pub struct Context {
     pub client: Client,
+    /// For evictions only: without the retry of 429 (operator::controller).
+    pub evictions: Client,
     pub resource: ApiResource,
     pub recorder: Recorder,
     pub observer: Arc<Observer>,
@@ -71,6 +75,7 @@ struct Watch {
 impl Context {
     pub fn new(
         client: Client,
+        evictions: Client,
         recorder: Recorder,
         observer: Arc<Observer>,
         metrics: Arc<OperatorMetrics>,
@@ -79,6 +84,7 @@ impl Context {
     ) -> Context {
         Context {
             client,
+            evictions,
             resource: ApiResource::erase::<CanalInstance>(&()),
             recorder,
             observer,
@@ -403,6 +409,7 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
         now: Timestamp::now(),
     };
     let zookeeper_seen = matches!(observed.zookeeper, ZkState::Seen(_));
+    let observed_applied = observed.config_hash.is_some();
     let new_status = status::desired_status(&instance, &observed);
     // Only from a fresh view: a stale one may name a pod that now stands by.
     let label_result = if zookeeper_seen {
@@ -427,7 +434,7 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
                 EventType::Normal,
                 "ConfigurationChanged",
                 "RollOut",
-                format!("configuration or Secrets changed (hash {new}); pods roll one at a time"),
+                format!("configuration or Secrets changed (hash {new}); pods roll one at a time, standbys first, the active server last"),
             )
             .await;
         }
@@ -436,7 +443,56 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
         return Err(error);
     }
     label_result?;
+    if observed_applied && let Some(statefulset) = &statefulset {
+        let leader = match (zookeeper_seen, new_status.active_server.as_ref()) {
+            (false, _) => rollout::Leader::Unknown,
+            (true, None) => rollout::Leader::Nobody,
+            (true, Some(active)) => match active.pod.as_deref() {
+                Some(pod) => rollout::Leader::Pod(pod),
+                // Active at an address no pod of ours has (yet).
+                None => rollout::Leader::Unknown,
+            },
+        };
+        roll_out(object, ctx, &namespace, statefulset, &pods, leader).await?;
+    }
     Ok(Action::requeue(RESYNC))
+}
+
+/// One step of the rollout of a changed pod template (operator::rollout).
+async fn roll_out(
+    object: &DynamicObject,
+    ctx: &Context,
+    namespace: &str,
+    statefulset: &StatefulSet,
+    pods: &[Pod],
+    leader: rollout::Leader<'_>,
+) -> Result<(), Error> {
+    match rollout::next(statefulset, pods, leader) {
+        rollout::Step::Done => {}
+        rollout::Step::Wait(why) => {
+            tracing::debug!(instance = %object.name_any(), %why, "rollout waits");
+        }
+        rollout::Step::Evict { pod, why } => {
+            if apply::evict(&ctx.evictions, namespace, &pod).await? {
+                let revision = statefulset
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.update_revision.clone())
+                    .unwrap_or_default();
+                ctx.publish(
+                    object,
+                    EventType::Normal,
+                    "PodEvicted",
+                    "RollOut",
+                    format!("evicted {pod} ({why}) to run revision {revision}"),
+                )
+                .await;
+            } else {
+                tracing::debug!(%pod, "eviction refused for now (PodDisruptionBudget) or pod gone");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `nonce` is yet to be tried, by the status on the API server

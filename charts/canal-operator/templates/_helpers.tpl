@@ -125,6 +125,11 @@ tests/operator_rbac_lease.rs runs the operator with exactly these rights.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch, patch]
+# A changed pod template is rolled by evicting one pod at a time, standbys
+# first (the StatefulSet's updateStrategy is OnDelete).
+- apiGroups: [""]
+  resources: [pods/eviction]
+  verbs: [create]
 # Versions for the configuration hash; data only for zookeeper.auth.
 - apiGroups: [""]
   resources: [secrets]

@@ -66,6 +66,9 @@ pub fn pod_disruption_budget(instance: &CanalInstance) -> PodDisruptionBudget {
         metadata: child_meta(instance, names.pod_disruption_budget()),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
+            // A pod that is not Ready serves nobody: draining or replacing
+            // it must not wait for the budget it is using up.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             selector: Some(LabelSelector {
                 match_labels: Some(labels::selector(&names)),
                 ..Default::default()

@@ -48,8 +48,10 @@ pub fn statefulset(instance: &CanalInstance, inputs: &BuildInputs) -> StatefulSe
             service_name: Some(names.members_service()),
             // Standbys only race; starting them one by one gains nothing.
             pod_management_policy: Some("Parallel".into()),
+            // The operator rolls the pods itself, standbys first and the
+            // active server last (operator::rollout).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some("OnDelete".into()),
                 ..Default::default()
             }),
             selector: LabelSelector {
