@@ -18,9 +18,9 @@
 //!    losing an acknowledged row.
 //! 5. The PodDisruptionBudget: with one pod evicted through the Eviction
 //!    API (what `kubectl drain` uses), the other's eviction is refused.
-//! 6. A rolling upgrade (`helm upgrade` to a second image tag): the server
-//!    pods roll one at a time, at most one failover per pod rolled, no row
-//!    lost.
+//! 6. A rolling upgrade (`helm upgrade` to a second image tag), then a spec
+//!    change (a pod annotation): each time the server pods roll one at a
+//!    time, standbys first, with at most one failover, no row lost.
 //! 7. `helm uninstall` removes the operator; the CRD stays (the chart's
 //!    crdsDir policy).
 
@@ -28,7 +28,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,7 @@ use common::zk;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams};
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
@@ -181,11 +182,43 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Follows a rollout of the pods of `orders` until `done` holds for both,
+/// Ready: how many times the active server changed (terms after `since`)
+/// and the most pods not Ready at once.
+async fn follow_rollout(
+    instances: &Api<CanalInstance>,
+    pods: &Api<Pod>,
+    since: String,
+    what: &str,
+    done: impl Fn(&Pod) -> bool,
+) -> (usize, usize) {
+    let mut terms = BTreeSet::from([since]);
+    let mut most_unready = 0;
+    eventually(what, WAIT, async || {
+        if let Some((_, since)) = active_pod(instances).await {
+            terms.insert(since);
+        }
+        let all = pods.list(&ListParams::default()).await.ok()?;
+        most_unready = most_unready.max(all.items.iter().filter(|p| !ready(p)).count());
+        let rolled = all.items.iter().filter(|p| done(p) && ready(p)).count();
+        (all.items.len() == 2 && rolled == 2).then_some(())?;
+        // The active server is known again (the last pod rolled is active).
+        active_pod(instances).await.map(|(_, since)| terms.insert(since))
+    })
+    .await;
+    (terms.len() - 1, most_unready)
+}
+
+/// Serialises the tests of this file: they share the cluster and its
+/// cluster-wide objects (the CRD, the operator's ClusterRole).
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     let Some(node) = Node::get("the_chart_as_shipped_runs_canal_on_a_real_node") else {
         return;
     };
+    let _cluster = CLUSTER.lock().await;
     let env = LiveEnv::get();
     let client = node.client().await;
     let (_, schema) = unique("node");
@@ -304,6 +337,24 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         "order kept: {seen:?}"
     );
 
+    // What `kubectl get canal` shows: Ready, the active pod, the binlog
+    // position the active server has reached.
+    let (active, _) = active_pod(&instances).await.unwrap();
+    let table = node.cluster(&["kubectl", "get", "canal", "-n", &namespace]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "ACTIVE", "BINLOG", "LAG", "REPLICAS", "AGE"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(&row[..3], ["orders", "True", active.as_str()], "{table}");
+    assert!(
+        row[3].starts_with("mysql-bin.") || row[3].contains(".0"),
+        "a binlog position in the BINLOG column: {table}"
+    );
+
     // 4a. The active container's process killed through the runtime.
     let (active, since) = active_pod(&instances).await.unwrap();
     let container_id = pods
@@ -399,36 +450,59 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         "--timeout",
         "180s",
     ]);
-    let mut terms = BTreeSet::from([since]);
-    let mut most_unready = 0;
-    eventually(
+    let (failovers, most_unready) = follow_rollout(
+        &instances,
+        &pods,
+        since,
         "both pods on the second image and Ready",
-        WAIT,
-        async || {
-            if let Some((_, since)) = active_pod(&instances).await {
-                terms.insert(since);
-            }
-            let all = pods.list(&ListParams::default()).await.ok()?;
-            most_unready = most_unready.max(all.items.iter().filter(|p| !ready(p)).count());
-            let on_second = all.items.iter().filter(|p| {
-                p.spec
-                    .as_ref()
-                    .is_some_and(|s| s.containers[0].image.as_deref() == Some(second.as_str()))
-            });
-            (all.items.len() == 2 && on_second.filter(|p| ready(p)).count() == 2).then_some(())
+        |p| {
+            p.spec
+                .as_ref()
+                .is_some_and(|s| s.containers[0].image.as_deref() == Some(second.as_str()))
         },
     )
     .await;
     read_rows(&service, &schema, &schema, &rows);
     eprintln!(
-        "rolling upgrade: {} failovers, at most {most_unready} pod(s) not ready at once",
-        terms.len() - 1
+        "figure: rolling upgrade to a second image: {failovers} failover(s), at most \
+         {most_unready} pod(s) not ready at once"
     );
     assert!(most_unready <= 1, "the pods rolled one at a time");
     assert!(
-        terms.len() - 1 <= 2,
-        "at most one failover per pod rolled: {terms:?}"
+        failovers <= 1,
+        "standbys first, the active server's pod last: at most one failover, got {failovers}"
     );
+
+    // 6b. A spec change (a pod annotation) rolls the pods the same way.
+    let rows = insert(&env, &schema, 101..=120).await;
+    let (_, since) = active_pod(&instances).await.unwrap();
+    node.cluster(&[
+        "kubectl",
+        "patch",
+        "canal",
+        "orders",
+        "-n",
+        &namespace,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"podTemplate":{"annotations":{"example.com/rolled":"yes"}}}}"#,
+    ]);
+    let (failovers, most_unready) = follow_rollout(
+        &instances,
+        &pods,
+        since,
+        "both pods with the new annotation and Ready",
+        |p| p.annotations().get("example.com/rolled").is_some_and(|v| v == "yes"),
+    )
+    .await;
+    read_rows(&service, &schema, &schema, &rows);
+    eprintln!(
+        "figure: rolling a spec change: {failovers} failover(s), at most {most_unready} pod(s) \
+         not ready at once"
+    );
+    assert!(most_unready <= 1, "the pods rolled one at a time");
+    assert!(failovers <= 1, "at most one failover, got {failovers}");
 
     // 7. Uninstall: the operator goes, the CRD stays.
     node.cluster(&[
@@ -461,4 +535,289 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(6)).await;
     zk::delete_all(&zookeeper, &format!("{}/{schema}", zk::DESTINATIONS)).await;
     let _ = std::fs::remove_file(manifest);
+}
+
+/// `manifests/examples/ha.yaml` with this machine's addresses (the
+/// ZooKeeper chroot `/canal` kept), the schema `shop` renamed to `schema`
+/// in its filters, and a destination of its own.
+fn ha_example(env: &LiveEnv, schema: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/examples/ha.yaml");
+    let text = std::fs::read_to_string(path).expect("manifests/examples/ha.yaml");
+    let zookeeper: Vec<String> = zk::servers()
+        .split(',')
+        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
+        .collect();
+    let port = env.address.rsplit(':').next().unwrap_or("3306");
+    let mut replaced = text.clone();
+    for (from, to) in [
+        (
+            "mysql-primary.shop.svc:3306".to_owned(),
+            format!("{HOST_IP}:{port}"),
+        ),
+        (
+            "zk-0.zk.zookeeper.svc:2181,zk-1.zk.zookeeper.svc:2181,zk-2.zk.zookeeper.svc:2181/canal"
+                .to_owned(),
+            format!("{}/canal", zookeeper.join(",")),
+        ),
+        (
+            "username: canal\n  password: change-me\n".to_owned(),
+            format!("username: {}\n  password: {}\n", env.user, env.password),
+        ),
+        ("shop\\.".to_owned(), format!("{schema}\\.")),
+        ("shop.payments:".to_owned(), format!("{schema}.payments:")),
+        (
+            "\nspec:\n  replicas: 3".to_owned(),
+            format!("\nspec:\n  destination: {schema}\n  replicas: 3"),
+        ),
+    ] {
+        assert!(
+            replaced.contains(&from),
+            "ha.yaml no longer has {from:?}, which this test replaces"
+        );
+        replaced = replaced.replace(&from, &to);
+    }
+    replaced
+}
+
+/// canal's own Java `ClusterCanalConnector` (`scripts/java-client --zk`),
+/// run inside the node's network: it finds the active server in ZooKeeper
+/// (through the chroot) and reads from its pod IP. Its JSON lines.
+fn java_cluster_client(
+    zookeeper: &str,
+    destination: &str,
+    schema: &str,
+    password: &str,
+    rows: usize,
+) -> Output {
+    Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster"))
+        .arg("exec")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/java-client"))
+        .args(["--zk", zookeeper, "--destination", destination])
+        .args(["--user", "payments-consumer", "--password", password])
+        .args(["--filter", &format!("{schema}\\..*")])
+        .args(["--count", &rows.to_string()])
+        .args(["--retry-times", "100", "--retry-interval-ms", "500"])
+        .args(["--idle-ms", "60000", "--max-ms", "120000"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/cluster exec scripts/java-client")
+}
+
+fn pod_scheduled(pod: &Pod) -> Option<(String, String)> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+}
+
+/// The raw manifests as a GitOps pipeline applies them (`kubectl apply
+/// --server-side -f manifests/install.yaml`, only the image substituted),
+/// then `manifests/examples/ha.yaml`: clients that log in, ZooKeeper digest
+/// auth and the chroot `/canal`, column filters, three replicas whose
+/// required anti-affinity puts each on a node of its own (here: one runs,
+/// two wait unschedulable, as they must on one node), canal's Java
+/// `ClusterCanalConnector` reading through ZooKeeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_raw_manifests_and_the_ha_example_run_on_a_real_node() {
+    let Some(node) = Node::get("the_raw_manifests_and_the_ha_example_run_on_a_real_node") else {
+        return;
+    };
+    let _cluster = CLUSTER.lock().await;
+    let env = LiveEnv::get();
+    let client = node.client().await;
+    let (_, schema) = unique("ha");
+    let namespace = schema.replace('_', "-");
+
+    // A fresh install: nothing of the chart's release is left.
+    let _ = node.cluster_output(&[
+        "helm",
+        "uninstall",
+        RELEASE,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait",
+    ]);
+    let _ = node.cluster_output(&[
+        "kubectl",
+        "delete",
+        "namespace",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    let install = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/install.yaml"
+    ))
+    .expect("manifests/install.yaml");
+    let shipped = "ghcr.io/canal-operator/canal-operator:";
+    assert!(install.contains(shipped), "install.yaml names {shipped}…");
+    let install: String = install
+        .lines()
+        .map(|line| match line.find(shipped) {
+            Some(at) => {
+                let end = line[at..]
+                    .find(['"', ' '])
+                    .map_or(line.len(), |e| at + e);
+                format!("{}{}{}\n", &line[..at], node.image, &line[end..])
+            }
+            None => format!("{line}\n"),
+        })
+        .collect();
+    let install_path = std::env::temp_dir().join(format!("{namespace}-install.yaml"));
+    std::fs::write(&install_path, install).expect("write install.yaml");
+    let install_path = install_path.to_string_lossy().into_owned();
+    node.cluster(&["kubectl", "apply", "--server-side", "-f", &install_path]);
+    node.cluster(&[
+        "kubectl",
+        "rollout",
+        "status",
+        "deployment/canal-operator",
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--timeout=180s",
+    ]);
+
+    // The source tables: payments' card columns are filtered out.
+    let mut conn = env.root().await;
+    conn.query_drop(format!("CREATE DATABASE `{schema}`"))
+        .await
+        .unwrap();
+    conn.query_drop(format!(
+        "CREATE TABLE `{schema}`.payments (id BIGINT PRIMARY KEY, amount INT, \
+         card_number VARCHAR(32), card_cvv VARCHAR(4))"
+    ))
+    .await
+    .unwrap();
+    drop(conn);
+
+    node.cluster(&["kubectl", "create", "namespace", &namespace]);
+    let manifest = std::env::temp_dir().join(format!("{namespace}.yaml"));
+    std::fs::write(&manifest, ha_example(&env, &schema)).expect("write the manifest");
+    node.cluster(&[
+        "kubectl",
+        "apply",
+        "--server-side",
+        "-n",
+        &namespace,
+        "-f",
+        &manifest.to_string_lossy(),
+    ]);
+    let instances: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let active = eventually(
+        "one pod active, the other two unschedulable on one node",
+        WAIT,
+        async || {
+            let status = instances.get("payments").await.ok()?.status?;
+            let active = status.active_server?.pod?;
+            let all = pods.list(&ListParams::default()).await.ok()?;
+            let running = all.items.iter().filter(|p| ready(p)).count();
+            let unschedulable = all
+                .items
+                .iter()
+                .filter(|p| {
+                    pod_scheduled(p) == Some(("False".to_owned(), "Unschedulable".to_owned()))
+                })
+                .count();
+            (all.items.len() == 3 && running == 1 && unschedulable == 2).then_some(active)
+        },
+    )
+    .await;
+    eprintln!("ha.yaml: {active} active; two pods wait for nodes of their own");
+
+    // Rows through canal's Java ClusterCanalConnector, logged in, via
+    // ZooKeeper under the chroot; the card columns never leave the server.
+    let mut conn = env.root().await;
+    for id in 1..=3 {
+        conn.query_drop(format!(
+            "INSERT INTO `{schema}`.payments VALUES ({id}, {id}00, '4111111111111111', '123')"
+        ))
+        .await
+        .unwrap();
+    }
+    drop(conn);
+    let zookeeper: Vec<String> = zk::servers()
+        .split(',')
+        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
+        .collect();
+    let connect = format!("{}/canal", zookeeper.join(","));
+    let output = java_cluster_client(&connect, &schema, &schema, "change-me-too", 3);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Java cluster client: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut ids = Vec::new();
+    for line in stdout.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if entry["entryType"] != "ROWDATA" || entry["tableName"] != "payments" {
+            continue;
+        }
+        for row in entry["rows"].as_array().into_iter().flatten() {
+            let columns: Vec<&str> = row["after"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["name"].as_str())
+                .collect();
+            assert_eq!(columns, ["id", "amount"], "excludeColumns applied: {line}");
+            ids.extend(row["after"][0]["value"].as_str().map(str::to_owned));
+        }
+    }
+    assert_eq!(ids, ["1", "2", "3"], "{stdout}");
+    // A wrong password is refused.
+    let refused = java_cluster_client(&connect, &schema, &schema, "wrong", 1);
+    assert!(
+        !refused.status.success(),
+        "a wrong password must be refused: {}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+
+    // The destination lives under the chroot.
+    let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(6)).await;
+    let under_chroot = format!("/canal{}/{schema}", zk::DESTINATIONS);
+    assert!(
+        zookeeper.check_stat(&under_chroot).await.unwrap().is_some(),
+        "{under_chroot} exists"
+    );
+
+    // Uninstall: the namespace (cleanupPolicy Delete removes the
+    // destination's ZooKeeper nodes), then everything install.yaml made.
+    node.cluster(&[
+        "kubectl",
+        "delete",
+        "namespace",
+        &namespace,
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    assert!(
+        zookeeper.check_stat(&under_chroot).await.unwrap().is_none(),
+        "cleanupPolicy Delete removed {under_chroot}"
+    );
+    node.cluster(&[
+        "kubectl",
+        "delete",
+        "-f",
+        &install_path,
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    env.root()
+        .await
+        .query_drop(format!("DROP DATABASE `{schema}`"))
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(manifest);
+    let _ = std::fs::remove_file(&install_path);
 }
