@@ -430,3 +430,42 @@ async fn one_tail_per_client_id_holds_the_lock() {
     second.kill().await.unwrap();
     server.stop().await;
 }
+
+/// A chroot in the connect string ("host:2181/team") that does not exist
+/// yet is created on connect: without it every node under it fails NoNode
+/// and the server would stand by forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_chroot_is_created_on_connect() {
+    let (_, chroot) = unique("chroot");
+    let background = CancellationToken::new();
+    let servers = format!("{}/{chroot}", zk_servers());
+    let zk = ZkSession::connect(&servers, HaSettings::default(), &background)
+        .await
+        .expect("ZooKeeper ensemble with a new chroot");
+    let path = "/otter/canal/destinations/d/running";
+    nodes::create_ephemeral(&zk.client(), path, b"{}")
+        .await
+        .expect("a node under the new chroot");
+    let root = ZkSession::connect(&zk_servers(), HaSettings::default(), &background)
+        .await
+        .expect("ZooKeeper ensemble");
+    assert!(
+        root.client()
+            .check_stat(&format!("/{chroot}{path}"))
+            .await
+            .unwrap()
+            .is_some(),
+        "/{chroot}{path} exists, seen without the chroot"
+    );
+    nodes::delete_own(&zk.client(), path).await.unwrap();
+    for node in [
+        "/otter/canal/destinations/d",
+        "/otter/canal/destinations",
+        "/otter/canal",
+        "/otter",
+    ] {
+        let _ = zk.client().delete(node, None).await;
+    }
+    let _ = root.client().delete(&format!("/{chroot}"), None).await;
+    background.cancel();
+}

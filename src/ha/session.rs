@@ -243,10 +243,31 @@ async fn open(
         servers: servers.to_owned(),
         reason,
     };
-    tokio::time::timeout(settings.connection_timeout * 3, connector.connect(servers))
-        .await
-        .map_err(|_| error("no answer".into()))?
-        .map_err(|e| error(e.to_string()))
+    let connect = async |servers: &str| {
+        tokio::time::timeout(settings.connection_timeout * 3, connector.clone().connect(servers))
+            .await
+            .map_err(|_| error("no answer".into()))?
+            .map_err(|e| error(e.to_string()))
+    };
+    let client = connect(servers).await?;
+    // A chroot ("host:2181/canal") must exist before anything can be made
+    // under it; an ensemble shared by teams starts without it. Created once,
+    // as Kafka does with its chroot; otherwise every create fails NoNode.
+    if let Some((hosts, chroot)) = servers.split_once('/')
+        && !chroot.is_empty()
+        && client
+            .check_stat("/")
+            .await
+            .map_err(|e| error(e.to_string()))?
+            .is_none()
+    {
+        let root = connect(hosts).await?;
+        let made = super::nodes::ensure_persistent(&root, &format!("/{chroot}")).await;
+        drop(root);
+        made.map_err(|e| error(format!("cannot create the chroot /{chroot}: {e}")))?;
+        tracing::info!(chroot = %format!("/{chroot}"), "created the ZooKeeper chroot");
+    }
+    Ok(client)
 }
 
 /// Logs state changes until the session ends (`Some(state)`) or `cancel`

@@ -29,8 +29,8 @@ pub fn seen() -> bool {
 /// Where [`preserve`] copies logs to: `target/tmp/failed-logs`, which
 /// `scripts/test` empties before a run and lists after a failed one.
 pub fn logs_root() -> std::path::PathBuf {
-    // CARGO_TARGET_TMPDIR exists for tests and benches only; the examples
-    // (examples/local_kubelet.rs) use the temporary directory.
+    // CARGO_TARGET_TMPDIR exists for tests and benches only; anything else
+    // built from these modules uses the temporary directory.
     option_env!("CARGO_TARGET_TMPDIR")
         .map_or_else(std::env::temp_dir, std::path::PathBuf::from)
         .join("failed-logs")

@@ -350,8 +350,8 @@ impl Kubelet {
     /// Starts watching `namespace` (call inside a Tokio runtime; the tasks
     /// live on it).
     pub fn start(client: Client, namespace: &str) -> Kubelet {
-        // CARGO_TARGET_TMPDIR exists for tests and benches only; the
-        // examples (examples/local_kubelet.rs) use the temporary directory.
+        // CARGO_TARGET_TMPDIR exists for tests and benches only; anything
+        // else built from these modules uses the temporary directory.
         let roots = option_env!("CARGO_TARGET_TMPDIR")
             .map_or_else(std::env::temp_dir, PathBuf::from)
             .join("canal-kubelet");
