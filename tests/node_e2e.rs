@@ -209,6 +209,38 @@ async fn follow_rollout(
     (terms.len() - 1, most_unready)
 }
 
+/// Removes what an earlier test left of the operator, whichever way it was
+/// installed (the chart's release, or manifests/install.yaml); the CRD
+/// stays (both ways take an existing one).
+fn remove_operator(node: &Node) {
+    let _ = node.cluster_output(&[
+        "helm",
+        "uninstall",
+        RELEASE,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait",
+    ]);
+    node.cluster(&[
+        "kubectl",
+        "delete",
+        "namespace",
+        OPERATOR_NAMESPACE,
+        "--ignore-not-found",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    node.cluster(&[
+        "kubectl",
+        "delete",
+        "clusterrole,clusterrolebinding",
+        "-l",
+        "app.kubernetes.io/part-of=canal-operator",
+        "--ignore-not-found",
+    ]);
+}
+
 /// Serialises the tests of this file: they share the cluster and its
 /// cluster-wide objects (the CRD, the operator's ClusterRole).
 static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -226,15 +258,7 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
 
     // 1. The chart with its defaults, only the image overridden.
     let (repository, tag) = node.image_parts();
-    let _ = node.cluster_output(&[
-        "helm",
-        "uninstall",
-        RELEASE,
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--ignore-not-found",
-        "--wait",
-    ]);
+    remove_operator(&node);
     node.cluster(&[
         "helm",
         "install",
@@ -632,24 +656,7 @@ async fn the_raw_manifests_and_the_ha_example_run_on_a_real_node() {
     let namespace = schema.replace('_', "-");
 
     // A fresh install: nothing of the chart's release is left.
-    let _ = node.cluster_output(&[
-        "helm",
-        "uninstall",
-        RELEASE,
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--ignore-not-found",
-        "--wait",
-    ]);
-    let _ = node.cluster_output(&[
-        "kubectl",
-        "delete",
-        "namespace",
-        OPERATOR_NAMESPACE,
-        "--ignore-not-found",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
+    remove_operator(&node);
     let install = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/install.yaml"
