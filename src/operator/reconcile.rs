@@ -65,6 +65,11 @@ pub struct Context {
     /// The controller's cache of CanalInstances, once it exists.
     pub instances: std::sync::OnceLock<kube::runtime::reflector::Store<DynamicObject>>,
     watches: Mutex<HashMap<ObjectRef<DynamicObject>, Watch>>,
+    /// The last key each instance was observed with (its ZooKeeper
+    /// credentials included; memory only), kept until its finalizer is
+    /// done: deleting a namespace deletes the auth Secret alongside the
+    /// instance, and the cleanup must still be able to log in.
+    known_keys: Mutex<HashMap<ObjectRef<DynamicObject>, ObservedKey>>,
 }
 
 struct Watch {
@@ -93,6 +98,7 @@ impl Context {
             trigger,
             instances: std::sync::OnceLock::new(),
             watches: Mutex::new(HashMap::new()),
+            known_keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,6 +107,10 @@ impl Context {
     fn observe(&self, object: &ObjectRef<DynamicObject>, key: &ObservedKey) -> ZkState {
         // Under the lock: a concurrent forget of the same key (another
         // instance's) must not end the watch between these steps.
+        self.known_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(object.clone(), key.clone());
         let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
         let mut receiver = self.observer.watch(key.clone());
         let state = zk_state(&receiver.borrow_and_update());
@@ -139,6 +149,20 @@ impl Context {
             tracing::debug!(instance = %object.name, "instance gone: no longer watching its destination");
             self.stop_observing(&object);
         }
+        self.known_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|object, _| exists(object));
+    }
+
+    fn known_key(&self, object: &ObjectRef<DynamicObject>) -> Option<ObservedKey> {
+        let known = self.known_keys.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(object).cloned()
+    }
+
+    fn forget_key(&self, object: &ObjectRef<DynamicObject>) {
+        let mut known = self.known_keys.lock().unwrap_or_else(|e| e.into_inner());
+        known.remove(object);
     }
 
     fn stop_observing(&self, object: &ObjectRef<DynamicObject>) {
@@ -800,8 +824,13 @@ async fn finalize(
 ) -> Result<Action, Error> {
     ctx.stop_observing(object_ref);
     if !object.finalizers().iter().any(|f| f == FINALIZER) {
+        ctx.forget_key(object_ref);
         return Ok(Action::await_change());
     }
+    // The auth Secret may already be gone (a namespace being deleted):
+    // the credentials this operator last used for the instance still work.
+    let known = key.cloned().or_else(|| ctx.known_key(object_ref));
+    let key = known.as_ref();
     if instance.spec.zookeeper.cleanup_policy == CleanupPolicy::Delete {
         // Running servers would re-create the nodes: stop them first.
         let names = Names::of(instance);
@@ -835,7 +864,8 @@ async fn finalize(
                 "ZooKeeperCleanupBlocked",
                 "Delete",
                 "cannot delete the destination's ZooKeeper nodes: the spec.zookeeper.auth Secret \
-                 cannot be read; restore it, or remove the finalizer \
+                 cannot be read and the operator has not logged in for this instance since it \
+                 started; restore the Secret, or remove the finalizer \
                  canal.otter.dev/zookeeper-cleanup to delete without cleaning up"
                     .into(),
             )
@@ -874,6 +904,7 @@ async fn finalize(
         .await;
     }
     set_our_finalizer(object, api, false).await?;
+    ctx.forget_key(object_ref);
     Ok(Action::await_change())
 }
 
