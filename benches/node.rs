@@ -144,8 +144,7 @@ fn container_memory(node: &Node, container_id: &str) -> Option<(f64, f64)> {
             .then(|| path.to_owned())
     })?;
     let read = |file: &str| -> Option<f64> {
-        let text =
-            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/{file}")).ok()?;
+        let text = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/{file}")).ok()?;
         Some(text.trim().parse::<f64>().ok()? / 1048576.0)
     };
     // Usage without the page cache (what the kubelet's eviction counts).
@@ -273,7 +272,11 @@ async fn main() {
     let instances: Api<CanalInstance> = Api::namespaced(client.clone(), &namespace);
     let applied = Instant::now();
     instances
-        .patch("orders", &PatchParams::apply("bench"), &Patch::Apply(&instance))
+        .patch(
+            "orders",
+            &PatchParams::apply("bench"),
+            &Patch::Apply(&instance),
+        )
         .await
         .unwrap();
     until("both pods Ready and an active server", async || {
@@ -361,7 +364,12 @@ async fn main() {
     }
     let operator_pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let mut measured = Vec::new();
-    for pod in operator_pods.list(&ListParams::default()).await.unwrap().items {
+    for pod in operator_pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
         measured.push(("operator", pod));
     }
     for pod in pods.list(&ListParams::default()).await.unwrap().items {
@@ -394,14 +402,30 @@ async fn main() {
         .await
         .unwrap();
     until("the namespace to go", async || {
-        namespaces.get_opt(&namespace).await.ok()?.is_none().then_some(())
+        namespaces
+            .get_opt(&namespace)
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
-    node.cluster(&["helm", "uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait"]);
+    node.cluster(&[
+        "helm",
+        "uninstall",
+        RELEASE,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--wait",
+    ]);
     conn.query_drop(format!("DROP DATABASE `{schema}`"))
         .await
         .unwrap();
     let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/env"))
-        .args(["zk", "deleteall", &format!("/otter/canal/destinations/{schema}")])
+        .args([
+            "zk",
+            "deleteall",
+            &format!("/otter/canal/destinations/{schema}"),
+        ])
         .output();
 }

@@ -203,7 +203,9 @@ async fn follow_rollout(
         let rolled = all.items.iter().filter(|p| done(p) && ready(p)).count();
         (all.items.len() == 2 && rolled == 2).then_some(())?;
         // The active server is known again (the last pod rolled is active).
-        active_pod(instances).await.map(|(_, since)| terms.insert(since))
+        active_pod(instances)
+            .await
+            .map(|(_, since)| terms.insert(since))
     })
     .await;
     (terms.len() - 1, most_unready)
@@ -365,20 +367,34 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     // position the active server has reached.
     // (The client's cursor reaches the status within a few seconds.)
     let (active, _) = active_pod(&instances).await.unwrap();
-    let table = eventually("kubectl get canal with a BINLOG position", WAIT, async || {
-        let table = node.cluster(&["kubectl", "get", "canal", "-n", &namespace]);
-        let row = table.lines().nth(1)?.split_whitespace().nth(3)?.to_owned();
-        row.starts_with("mysql-bin.").then_some(table)
-    })
+    let table = eventually(
+        "kubectl get canal with a BINLOG position",
+        WAIT,
+        async || {
+            let table = node.cluster(&["kubectl", "get", "canal", "-n", &namespace]);
+            let row = table.lines().nth(1)?.split_whitespace().nth(3)?.to_owned();
+            row.starts_with("mysql-bin.").then_some(table)
+        },
+    )
     .await;
     let mut lines = table.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "ACTIVE", "BINLOG", "LAG", "REPLICAS", "AGE"],
+        [
+            "NAME", "READY", "ACTIVE", "BINLOG", "LAG", "REPLICAS", "AGE"
+        ],
         "{table}"
     );
-    let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     assert_eq!(&row[..3], ["orders", "True", active.as_str()], "{table}");
     // REPLICAS, before AGE (LAG may be empty: no column of its own).
     assert_eq!(row[row.len() - 2], "2/2", "{table}");
@@ -521,7 +537,11 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
         &pods,
         since,
         "both pods with the new annotation and Ready",
-        |p| p.annotations().get("example.com/rolled").is_some_and(|v| v == "yes"),
+        |p| {
+            p.annotations()
+                .get("example.com/rolled")
+                .is_some_and(|v| v == "yes")
+        },
     )
     .await;
     read_rows(&service, &schema, &schema, &rows);
@@ -672,9 +692,7 @@ async fn the_raw_manifests_and_the_ha_example_run_on_a_real_node() {
         .lines()
         .map(|line| match line.find(shipped) {
             Some(at) => {
-                let end = line[at..]
-                    .find(['"', ' '])
-                    .map_or(line.len(), |e| at + e);
+                let end = line[at..].find(['"', ' ']).map_or(line.len(), |e| at + e);
                 format!("{}{}{}\n", &line[..at], node.image, &line[end..])
             }
             None => format!("{line}\n"),

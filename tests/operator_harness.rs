@@ -50,8 +50,7 @@ use k8s_openapi::{
     },
 };
 use kube::{
-    Api, Client, Resource,
-    ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::{DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams},
 };
 use mysql_async::prelude::Queryable;

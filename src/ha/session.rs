@@ -244,10 +244,13 @@ async fn open(
         reason,
     };
     let connect = async |servers: &str| {
-        tokio::time::timeout(settings.connection_timeout * 3, connector.clone().connect(servers))
-            .await
-            .map_err(|_| error("no answer".into()))?
-            .map_err(|e| error(e.to_string()))
+        tokio::time::timeout(
+            settings.connection_timeout * 3,
+            connector.clone().connect(servers),
+        )
+        .await
+        .map_err(|_| error("no answer".into()))?
+        .map_err(|e| error(e.to_string()))
     };
     let client = connect(servers).await?;
     // A chroot ("host:2181/canal") must exist before anything can be made

@@ -54,7 +54,9 @@ pub async fn run(options: OperatorOptions, cancel: CancellationToken) -> Result<
             metrics.leading.set(1);
             run_controller(clients, &options, metrics, cancel).await
         }
-        Some((namespace, name)) => lead(clients, &options, metrics, cancel, &namespace, &name).await,
+        Some((namespace, name)) => {
+            lead(clients, &options, metrics, cancel, &namespace, &name).await
+        }
     }
 }
 

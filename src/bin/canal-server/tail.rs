@@ -160,6 +160,11 @@ async fn follow(args: TailArgs) -> Result<(), String> {
     }
 }
 
+/// The first retry after a failed server, and the longest pause between
+/// retries of the same failure.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// Subscribes and prints until done; with ZooKeeper, follows the active
 /// server across failovers.
 async fn consume(
@@ -169,8 +174,14 @@ async fn consume(
     login: &Login,
     progress: &mut Progress,
 ) -> Result<(), String> {
+    // While ZooKeeper still names a server that cannot serve (a crashed
+    // leader's session has not expired yet, the pod came back as a
+    // standby), the same failure repeats: said once, retried less often.
+    let mut last_failure = None;
+    let mut delay = RETRY_FIRST;
     loop {
         let address = resolve(args, zookeeper).await?;
+        let mut subscribed = false;
         let session = async {
             let mut client = CanalClient::connect(&address, login, Duration::from_secs(10)).await?;
             if let (Some(lock), Some(local)) = (lock, client.local_address()) {
@@ -180,6 +191,7 @@ async fn consume(
                 .subscribe(&args.destination, &args.client_id, &args.filter)
                 .await?;
             tracing::info!(%address, destination = %args.destination, "subscribed");
+            subscribed = true;
             loop {
                 let received = client
                     .get(args.batch_size, Some(Duration::from_millis(500)))
@@ -205,7 +217,11 @@ async fn consume(
                 }
             }
         };
-        match session.await {
+        let outcome = session.await;
+        if subscribed {
+            last_failure = None;
+        }
+        match outcome {
             Ok(_) => return Ok(()),
             Err(canal::client::ClientError::Io(error))
                 if error.kind() == io::ErrorKind::BrokenPipe =>
@@ -213,8 +229,16 @@ async fn consume(
                 return broken_pipe_is_fine(error);
             }
             Err(error) if zookeeper.is_some() => {
-                tracing::warn!(%error, %address, "lost the server; looking for the active one");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let failure = (address.clone(), std::mem::discriminant(&error));
+                if last_failure.as_ref() == Some(&failure) {
+                    tracing::debug!(%error, %address, "the server still fails; retrying");
+                    delay = (delay * 2).min(RETRY_MAX);
+                } else {
+                    tracing::warn!(%error, %address, "lost the server; looking for the active one");
+                    last_failure = Some(failure);
+                    delay = RETRY_FIRST;
+                }
+                tokio::time::sleep(delay).await;
             }
             Err(error) => return Err(error.to_string()),
         }
