@@ -18,7 +18,6 @@ mod common;
 #[allow(dead_code)]
 mod node;
 
-use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,11 +101,12 @@ fn read_row(namespace: &str, destination: &str, schema: &str, id: i64) {
         let output = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster"))
             .args(["exec", "timeout", "20", &server, "tail"])
             .args(["--addr", &service, "--destination", destination, "--json"])
+            // Exits once the row is in: the figure is the row's arrival.
+            .args(["--count", "1"])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
             .expect("scripts/cluster exec canal-server tail");
-        // `tail` runs until killed by `timeout`: rows are in what it printed.
         let text = String::from_utf8_lossy(&output.stdout);
         if text
             .lines()
@@ -159,6 +159,27 @@ fn container_memory(node: &Node, container_id: &str) -> Option<(f64, f64)> {
         read("memory.usage_in_bytes")? - inactive_file,
         read("memory.max_usage_in_bytes")?,
     ))
+}
+
+/// SIGKILLs a container's process through containerd; false when it is
+/// not running (any more).
+fn kill(node: &Node, container_id: &str) -> bool {
+    let id = container_id
+        .strip_prefix("containerd://")
+        .unwrap_or(container_id);
+    let Some(socket) = node
+        .kubeconfig
+        .parent()
+        .map(|dir| dir.join("containerd/containerd.sock"))
+    else {
+        return false;
+    };
+    Command::new("ctr")
+        .arg("--address")
+        .arg(&socket)
+        .args(["-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 fn container_id(pod: &Pod) -> Option<String> {
@@ -300,23 +321,41 @@ async fn main() {
         to_rows / bare
     );
 
-    // Failovers: the active container SIGKILLed through the runtime.
-    let all_ready = async || {
-        until("both pods Ready", async || {
+    // Failovers: the active container SIGKILLed through the runtime. Each
+    // starts from a settled pair: both pods Ready, none terminating, the
+    // active pod labelled and its container running.
+    let settled = async || {
+        until("both pods Ready and settled", async || {
             let all = pods.list(&ListParams::default()).await.ok()?;
-            (all.items.len() == 2 && all.items.iter().all(ready)).then_some(())
+            let (pod, since) = active(&instances).await?;
+            let steady = all.items.len() == 2
+                && all.items.iter().all(|p| ready(p) && p.metadata.deletion_timestamp.is_none());
+            let leader = all.items.iter().find(|p| p.metadata.name.as_deref() == Some(&pod))?;
+            let labelled = leader
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.get("canal.otter.dev/role").is_some_and(|r| r == "active"));
+            let running = leader
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .is_some_and(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+            (steady && labelled && running)
+                .then(|| (pod, since, container_id(leader)))
+                .and_then(|(pod, since, id)| Some((pod, since, id?)))
         })
         .await
     };
     let mut killed = Vec::new();
-    let mut terms = BTreeSet::new();
-    for _ in 0..failovers {
-        all_ready().await;
-        let (pod, since) = active(&instances).await.expect("an active server");
-        terms.insert(since.clone());
-        let id = container_id(&pods.get(&pod).await.unwrap()).expect("a container id");
+    while killed.len() < failovers {
+        let (pod, since, id) = settled().await;
         let started = Instant::now();
-        node.kill_container(&id);
+        if !kill(&node, &id) {
+            // The container went between the read and the kill: again.
+            continue;
+        }
         until("a new active server", async || {
             active(&instances).await.filter(|(_, s)| *s != since)
         })
@@ -328,8 +367,7 @@ async fn main() {
     }
     let mut deleted = Vec::new();
     for _ in 0..failovers {
-        all_ready().await;
-        let (pod, since) = active(&instances).await.expect("an active server");
+        let (pod, since, _) = settled().await;
         let started = Instant::now();
         pods.delete(&pod, &DeleteParams::default()).await.unwrap();
         until("a new active server", async || {
@@ -354,7 +392,7 @@ async fn main() {
     );
 
     // Memory, after all of that (peaks included).
-    all_ready().await;
+    settled().await;
     for _ in 0..200 {
         conn.query_drop(format!(
             "INSERT INTO `{schema}`.t SELECT COALESCE(MAX(id), 0) + 1 FROM `{schema}`.t"
