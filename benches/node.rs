@@ -329,8 +329,14 @@ async fn main() {
             let all = pods.list(&ListParams::default()).await.ok()?;
             let (pod, since) = active(&instances).await?;
             let steady = all.items.len() == 2
-                && all.items.iter().all(|p| ready(p) && p.metadata.deletion_timestamp.is_none());
-            let leader = all.items.iter().find(|p| p.metadata.name.as_deref() == Some(&pod))?;
+                && all
+                    .items
+                    .iter()
+                    .all(|p| ready(p) && p.metadata.deletion_timestamp.is_none());
+            let leader = all
+                .items
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(&pod))?;
             let labelled = leader
                 .metadata
                 .labels
