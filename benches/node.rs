@@ -161,27 +161,6 @@ fn container_memory(node: &Node, container_id: &str) -> Option<(f64, f64)> {
     ))
 }
 
-/// SIGKILLs a container's process through containerd; false when it is
-/// not running (any more).
-fn kill(node: &Node, container_id: &str) -> bool {
-    let id = container_id
-        .strip_prefix("containerd://")
-        .unwrap_or(container_id);
-    let Some(socket) = node
-        .kubeconfig
-        .parent()
-        .map(|dir| dir.join("containerd/containerd.sock"))
-    else {
-        return false;
-    };
-    Command::new("ctr")
-        .arg("--address")
-        .arg(&socket)
-        .args(["-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id])
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
-
 fn container_id(pod: &Pod) -> Option<String> {
     pod.status
         .as_ref()?
@@ -205,7 +184,6 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
     let client = node.client().await;
-    let (repository, tag) = node.image_parts();
     let _ = node.cluster_output(&[
         "helm",
         "uninstall",
@@ -215,20 +193,7 @@ async fn main() {
         "--ignore-not-found",
         "--wait",
     ]);
-    node.cluster(&[
-        "helm",
-        "install",
-        RELEASE,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/charts/canal-operator"),
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--set",
-        &format!("image.repository={repository}"),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--wait",
-    ]);
+    node.install_chart(RELEASE, OPERATOR_NAMESPACE);
 
     let stamp = std::process::id();
     let namespace = format!("bench-node-{stamp}");
@@ -358,7 +323,7 @@ async fn main() {
     while killed.len() < failovers {
         let (pod, since, id) = settled().await;
         let started = Instant::now();
-        if !kill(&node, &id) {
+        if !node.try_kill_container(&id) {
             // The container went between the read and the kill: again.
             continue;
         }

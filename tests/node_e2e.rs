@@ -49,6 +49,14 @@ const WAIT: Duration = Duration::from_secs(180);
 const RELEASE: &str = "canal-operator";
 const OPERATOR_NAMESPACE: &str = "canal-operator";
 
+/// The ZooKeeper ensemble of scripts/env as pods reach it (HOST_IP).
+fn zookeeper_in_cluster() -> Vec<String> {
+    zk::servers()
+        .split(',')
+        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
+        .collect()
+}
+
 /// `manifests/examples/minimal.yaml` with this machine's addresses, and a
 /// destination of its own (the ZooKeeper ensemble outlives the test).
 fn minimal_example(env: &LiveEnv, destination: &str) -> String {
@@ -57,10 +65,7 @@ fn minimal_example(env: &LiveEnv, destination: &str) -> String {
         "/manifests/examples/minimal.yaml"
     );
     let text = std::fs::read_to_string(path).expect("manifests/examples/minimal.yaml");
-    let zookeeper: Vec<String> = zk::servers()
-        .split(',')
-        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
-        .collect();
+    let zookeeper = zookeeper_in_cluster();
     let port = env.address.rsplit(':').next().unwrap_or("3306");
     let replaced = text
         .replace("mysql.shop.svc:3306", &format!("{HOST_IP}:{port}"))
@@ -259,24 +264,9 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
     let namespace = schema.replace('_', "-");
 
     // 1. The chart with its defaults, only the image overridden.
-    let (repository, tag) = node.image_parts();
+    let (_, tag) = node.image_parts();
     remove_operator(&node);
-    node.cluster(&[
-        "helm",
-        "install",
-        RELEASE,
-        concat!(env!("CARGO_MANIFEST_DIR"), "/charts/canal-operator"),
-        "-n",
-        OPERATOR_NAMESPACE,
-        "--create-namespace",
-        "--set",
-        &format!("image.repository={repository}"),
-        "--set",
-        &format!("image.tag={tag}"),
-        "--wait",
-        "--timeout",
-        "180s",
-    ]);
+    node.install_chart(RELEASE, OPERATOR_NAMESPACE);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let operator = deployments
         .get(RELEASE)
@@ -591,10 +581,7 @@ async fn the_chart_as_shipped_runs_canal_on_a_real_node() {
 fn ha_example(env: &LiveEnv, schema: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/examples/ha.yaml");
     let text = std::fs::read_to_string(path).expect("manifests/examples/ha.yaml");
-    let zookeeper: Vec<String> = zk::servers()
-        .split(',')
-        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
-        .collect();
+    let zookeeper = zookeeper_in_cluster();
     let port = env.address.rsplit(':').next().unwrap_or("3306");
     let mut replaced = text.clone();
     for (from, to) in [
@@ -771,10 +758,7 @@ async fn the_raw_manifests_and_the_ha_example_run_on_a_real_node() {
         .unwrap();
     }
     drop(conn);
-    let zookeeper: Vec<String> = zk::servers()
-        .split(',')
-        .map(|s| format!("{HOST_IP}:{}", s.rsplit(':').next().unwrap_or("2181")))
-        .collect();
+    let zookeeper = zookeeper_in_cluster();
     let connect = format!("{}/canal", zookeeper.join(","));
     let output = java_cluster_client(&connect, &schema, &schema, "change-me-too", 3);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -131,20 +131,57 @@ impl Node {
         self.ctr(&["tasks", "kill", "--signal", "SIGKILL", id]);
     }
 
-    /// `ctr -n k8s.io ARGS` against the node's containerd; panics when it fails.
-    fn ctr(&self, args: &[&str]) {
+    /// [`Self::kill_container`], false instead of a panic when the task is
+    /// not running (any more).
+    pub fn try_kill_container(&self, container_id: &str) -> bool {
+        let id = container_id
+            .strip_prefix("containerd://")
+            .unwrap_or(container_id);
+        self.ctr_output(&["tasks", "kill", "--signal", "SIGKILL", id])
+            .status
+            .success()
+    }
+
+    /// `helm install` of the chart with its default values, only the image
+    /// set to this node's.
+    pub fn install_chart(&self, release: &str, namespace: &str) {
+        let (repository, tag) = self.image_parts();
+        self.cluster(&[
+            "helm",
+            "install",
+            release,
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts/canal-operator"),
+            "-n",
+            namespace,
+            "--create-namespace",
+            "--set",
+            &format!("image.repository={repository}"),
+            "--set",
+            &format!("image.tag={tag}"),
+            "--wait",
+            "--timeout",
+            "180s",
+        ]);
+    }
+
+    fn ctr_output(&self, args: &[&str]) -> Output {
         let socket = self
             .kubeconfig
             .parent()
             .expect("the run directory")
             .join("containerd/containerd.sock");
-        let output = Command::new("ctr")
+        Command::new("ctr")
             .arg("--address")
             .arg(&socket)
             .args(["-n", "k8s.io"])
             .args(args)
             .output()
-            .expect("ctr runs");
+            .expect("ctr runs")
+    }
+
+    /// `ctr -n k8s.io ARGS` against the node's containerd; panics when it fails.
+    fn ctr(&self, args: &[&str]) {
+        let output = self.ctr_output(args);
         assert!(
             output.status.success(),
             "ctr {}: {}",
