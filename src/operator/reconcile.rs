@@ -360,8 +360,7 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
                         Ok(()) => config_hash = Some(hash),
                         // Said in the status and an Event, then retried.
                         Err(error) => {
-                            outcome = Outcome::Invalid {
-                                reason: "ApplyFailed",
+                            outcome = Outcome::ApplyFailed {
                                 message: format!("the API server refused a child: {error}"),
                             };
                             apply_error = Some(Error::Kube(error));
@@ -371,21 +370,20 @@ async fn reconcile_inner(object: &DynamicObject, ctx: &Context) -> Result<Action
             }
         },
     }
-    if let Outcome::Invalid { reason, message } = &outcome {
+    let failure = match &outcome {
+        Outcome::Invalid { reason, message } => Some((*reason, "Validate", message)),
+        Outcome::ApplyFailed { message } => Some(("ApplyFailed", "Apply", message)),
+        Outcome::Applied | Outcome::Paused => None,
+    };
+    if let Some((reason, action, message)) = failure {
         let was = instance
             .status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == status::DEGRADED))
             .is_some_and(|c| c.status == "True" && c.message == *message);
         if !was {
-            ctx.publish(
-                object,
-                EventType::Warning,
-                reason,
-                "Validate",
-                message.clone(),
-            )
-            .await;
+            ctx.publish(object, EventType::Warning, reason, action, message.clone())
+                .await;
         }
     }
 

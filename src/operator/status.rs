@@ -39,9 +39,16 @@ pub enum ZkState {
 pub enum Outcome {
     Applied,
     Paused,
-    /// The spec (or a Secret it names) is wrong: nothing was changed.
+    /// The spec (or a Secret it names) is wrong: nothing was changed, and
+    /// nothing will change until a human fixes it (Stalled).
     Invalid {
         reason: &'static str,
+        message: String,
+    },
+    /// The spec is valid but the API server refused a child. Children
+    /// applied before it may already be at the new spec; the operator
+    /// retries, so this is not Stalled.
+    ApplyFailed {
         message: String,
     },
 }
@@ -196,6 +203,7 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
     // Degraded: something needs a human.
     let degraded = match (&observed.outcome, &zk_problem) {
         (Outcome::Invalid { reason, message }, _) => Some((*reason, message.clone())),
+        (Outcome::ApplyFailed { message }, _) => Some(("ApplyFailed", message.clone())),
         (_, Some(problem)) => Some(("ZooKeeperUnreachable", problem.clone())),
         _ if desired_replicas > 0 && replicas > 0 && ready == 0 => Some((
             "NoReadyPods",
@@ -284,12 +292,8 @@ pub fn desired_status(instance: &CanalInstance, observed: &Observed) -> CanalIns
     // kstatus (Flux, kubectl wait, cli-utils) reads these two abnormal-true
     // conditions: Reconciling while the instance moves towards its spec,
     // Stalled when it cannot without a human.
-    let stalled = match &degraded {
-        Some((reason, message))
-            if *reason != "NoReadyPods" && *reason != "ZooKeeperUnreachable" =>
-        {
-            Some((*reason, message.clone()))
-        }
+    let stalled = match &observed.outcome {
+        Outcome::Invalid { reason, message } => Some((*reason, message.clone())),
         _ => None,
     };
     match &stalled {

@@ -219,6 +219,39 @@ fn invalid_spec_and_unreachable_zookeeper_degrade() {
 }
 
 #[test]
+fn a_refused_apply_degrades_but_does_not_stall() {
+    let sts = statefulset(2, 2, 2);
+    let pods = pods();
+    let mut observed = observe(Some(&sts), &pods, seen());
+    observed.outcome = Outcome::ApplyFailed {
+        message: "the API server refused a child: admission webhook denied it".into(),
+    };
+    let status = desired_status(&instance(), &observed);
+    let degraded = condition(&status, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ApplyFailed")
+    );
+    assert_eq!(
+        condition(&status, STALLED).status,
+        "False",
+        "the operator retries a refused apply: nothing waits for a human yet"
+    );
+    assert_eq!(condition(&status, READY).reason, "ApplyFailed");
+
+    observed.outcome = Outcome::Invalid {
+        reason: "InvalidSpec",
+        message: "spec.replicas: must be at least 0".into(),
+    };
+    let status = desired_status(&instance(), &observed);
+    let stalled = condition(&status, STALLED);
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "InvalidSpec")
+    );
+}
+
+#[test]
 fn paused_and_cursor_reset_are_reported() {
     let sts = statefulset(2, 2, 2);
     let pods = pods();
