@@ -418,9 +418,7 @@ pub enum DumpMode {
 }
 
 /// Connects to the source and reads its settings (see [`probe`]).
-pub async fn connect_and_probe(
-    config: &ReplicaConfig,
-) -> Result<(Conn, ServerInfo), ReplicaError> {
+pub async fn connect_and_probe(config: &ReplicaConfig) -> Result<(Conn, ServerInfo), ReplicaError> {
     let mut conn = connect(config).await?;
     let info = probe(&mut conn).await?;
     Ok((conn, info))
@@ -540,6 +538,44 @@ mod tests {
                 "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:1-2"
             ]
         );
+    }
+
+    #[test]
+    fn errors_say_whether_retrying_helps() {
+        let server = |code| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "no".into(),
+                state: "HY000".into(),
+            })
+        };
+        let purged = dump_error(server(1236));
+        assert_eq!(purged.kind(), ErrorKind::Fatal);
+        assert!(
+            purged
+                .to_string()
+                .starts_with("the source stopped the binlog dump: "),
+            "{purged}"
+        );
+        assert!(purged.to_string().ends_with("to a position it still has)"));
+        assert_eq!(dump_error(server(2013)).kind(), ErrorKind::Transient);
+        let denied = sql_error("cannot connect to the source db:3306", server(1045));
+        assert!(denied.is_fatal());
+        assert!(
+            denied
+                .to_string()
+                .ends_with("(check canal.instance.dbUsername / dbPassword)")
+        );
+        assert!(!sql_error("cannot read @@version", server(2006)).is_fatal());
+        assert_eq!(
+            ReplicaError::NotRowFormat {
+                format: "MIXED".into()
+            }
+            .to_string(),
+            "the source logs binlog_format=MIXED; row changes need binlog_format=ROW \
+             (SET GLOBAL binlog_format=ROW and in the server configuration)"
+        );
+        assert!(!ReplicaError::StreamClosed.is_fatal());
     }
 
     #[test]

@@ -555,7 +555,10 @@ impl BinlogSource {
         };
         let (mut stream, _) = replica::open_side_dump(
             &self.config.replica,
-            self.config.replica.server_id.wrapping_add(TIMESTAMP_PROBE_ID_OFFSET),
+            self.config
+                .replica
+                .server_id
+                .wrapping_add(TIMESTAMP_PROBE_ID_OFFSET),
             &start,
             DumpMode::Follow,
         )

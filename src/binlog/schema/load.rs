@@ -103,7 +103,10 @@ pub async fn load_table(
 
 /// Reads the binlog from `from` to its current end (a non-blocking dump on
 /// its own connection) and lists the DDL statements in it.
-pub async fn scan_ddl(config: &ReplicaConfig, from: &DumpStart) -> Result<Vec<DdlSeen>, ReplicaError> {
+pub async fn scan_ddl(
+    config: &ReplicaConfig,
+    from: &DumpStart,
+) -> Result<Vec<DdlSeen>, ReplicaError> {
     let server_id = config.server_id.wrapping_add(DDL_SCAN_ID_OFFSET);
     let (mut stream, info) =
         replica::open_side_dump(config, server_id, from, DumpMode::ToEnd).await?;
@@ -118,8 +121,7 @@ pub async fn scan_ddl(config: &ReplicaConfig, from: &DumpStart) -> Result<Vec<Dd
             .await
             .map_err(|_| ReplicaError::ScanTimedOut)?;
         let Some(event) = next else { break };
-        let event =
-            event.map_err(|e| ReplicaError::transient("scanning the binlog for DDL", e))?;
+        let event = event.map_err(|e| ReplicaError::transient("scanning the binlog for DDL", e))?;
         let code = event.header().event_type_raw();
         if code == EventType::ROTATE_EVENT as u8 {
             if let Ok(name) = rotated_journal(&event, info.checksum && !seen_format) {

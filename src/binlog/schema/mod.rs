@@ -130,4 +130,3 @@ pub fn fits(column: &ColumnMeta, known: &SchemaColumn) -> bool {
         WireType::Vector { .. } => t == "vector",
     }
 }
-

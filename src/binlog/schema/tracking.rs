@@ -494,6 +494,100 @@ mod tests {
     }
 
     #[test]
+    fn which_statements_the_scan_keeps() {
+        let kept = |sql| tables_changed_by(sql, "db");
+        assert_eq!(
+            kept("ALTER TABLE t ADD c INT"),
+            Some(vec![("db".into(), "t".into())])
+        );
+        assert_eq!(
+            kept("RENAME TABLE a TO x.b"),
+            Some(vec![("db".into(), "a".into()), ("x".into(), "b".into())])
+        );
+        // A statement on a schema alters every table of it.
+        assert_eq!(
+            kept("DROP DATABASE shop"),
+            Some(vec![("shop".into(), String::new())])
+        );
+        assert_eq!(kept("CREATE VIEW v AS SELECT 1"), None);
+        assert_eq!(kept("BEGIN"), None);
+        assert_eq!(kept("INSERT INTO t VALUES (1)"), None);
+        // Without a schema the statement is kept, naming nothing.
+        assert_eq!(tables_changed_by("FLUSH TABLES", ""), Some(vec![]));
+    }
+
+    #[test]
+    fn a_snapshot_knows_tables_after_their_last_ddl() {
+        let tables = HashMap::from([
+            (key("db", "t"), Arc::from(vec![column("a")])),
+            (key("db", "u"), Arc::from(vec![column("b")])),
+            (key("other", "v"), Arc::from(vec![column("c")])),
+        ]);
+        let ddl = vec![
+            ddl(pos("bin.000001", 100), "t"),
+            DdlSeen {
+                position: pos("bin.000001", 300),
+                tables: vec![("DB".into(), String::new())],
+            },
+        ];
+        let mut lookup = InfoSchemaLookup::from_snapshot(tables, ddl, pos("bin.000002", 4), None);
+        for table in ["t", "u"] {
+            assert!(matches!(
+                lookup.columns("db", table, &pos("bin.000001", 200)),
+                SchemaAnswer::Unknown(_)
+            ));
+            assert!(matches!(
+                lookup.columns("db", table, &pos("bin.000001", 300)),
+                SchemaAnswer::Known(_)
+            ));
+        }
+        assert!(matches!(
+            lookup.columns("other", "v", &pos("bin.000001", 4)),
+            SchemaAnswer::Known(_)
+        ));
+        assert_eq!(lookup.ddl_log.len(), 2);
+        assert_eq!(
+            lookup.scan_start(&pos("bin.000001", 500)),
+            pos("bin.000002", 4)
+        );
+    }
+
+    #[test]
+    fn the_start_up_scan_range() {
+        let file = |name: &str, size| BinlogFile {
+            name: name.into(),
+            size,
+        };
+        let files = vec![file("bin.000001", 900), file("bin.000002", 300)];
+        let end = pos("bin.000002", 300);
+        let at = |journal: &str, position| DumpStart::File {
+            journal: journal.into(),
+            position,
+        };
+        let range = |start: &DumpStart, limit| match scan_range(start, &files, &end, limit) {
+            (DumpStart::File { journal, position }, known_from) => {
+                (LogPosition::new(journal, position), known_from)
+            }
+            other => panic!("{other:?}"),
+        };
+        // Within the limit: from the start position, all known.
+        assert_eq!(
+            range(&at("bin.000001", 800), 500),
+            (pos("bin.000001", 800), None)
+        );
+        // The newest file alone is over the limit: from the end.
+        assert_eq!(
+            range(&at("bin.000002", 4), 100),
+            (pos("bin.000002", 300), Some(pos("bin.000002", 300)))
+        );
+        // Further back than the window: from the window, earlier unknown.
+        assert_eq!(
+            range(&at("bin.000001", 4), 500),
+            (pos("bin.000002", 4), Some(pos("bin.000002", 4)))
+        );
+    }
+
+    #[test]
     fn the_start_up_scan_window_is_bounded() {
         let file = |name: &str, size| BinlogFile {
             name: name.into(),
