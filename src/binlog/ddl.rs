@@ -12,11 +12,22 @@ use crate::protocol::entry::EventType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
     /// `BEGIN` / `XA START`.
-    Begin { xa: Option<String> },
+    Begin {
+        /// The XA transaction id (the text after `XA START`), for XA.
+        xa: Option<String>,
+    },
     /// `COMMIT`, `ROLLBACK`, `XA END`: the end of a transaction.
-    End { xa: Option<String> },
+    End {
+        /// The XA transaction id (the text after `XA END`), for XA.
+        xa: Option<String>,
+    },
     /// `XA COMMIT` / `XA ROLLBACK` of a prepared transaction.
-    XaOutcome { event_type: EventType, xid: String },
+    XaOutcome {
+        /// XACOMMIT or XAROLLBACK.
+        event_type: EventType,
+        /// The text after the verb, as canal reports it.
+        xid: String,
+    },
     /// Transaction-internal control that carries no change (`SAVEPOINT`,
     /// `ROLLBACK TO`).
     Ignored,
@@ -29,6 +40,7 @@ pub enum Statement {
 /// The canal classification of one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdlTarget {
+    /// canal's type for the statement (CREATE, ALTER, ..., QUERY for the rest).
     pub event_type: EventType,
     /// Schema named by the statement, else the event's default schema.
     pub schema: String,
@@ -36,6 +48,7 @@ pub struct DdlTarget {
     pub table: String,
     /// For RENAME: the table's name before the statement.
     pub old_schema: String,
+    /// For RENAME: the table's name before the statement.
     pub old_table: String,
     /// Every table the statement names (DROP TABLE a, b; RENAME a TO b, c TO d).
     pub tables: Vec<(String, String)>,

@@ -36,27 +36,50 @@ const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
 /// Why reading a binlog file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// The file could not be opened or read.
     #[error("cannot read binlog file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The file lacks the binlog magic bytes.
     #[error("{path} is not a binlog file (it does not start with fe 62 69 6e)")]
-    NotBinlog { path: PathBuf },
+    NotBinlog {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file ends inside an event.
     #[error("{path} is truncated at offset {offset}: {what}")]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Where the cut event starts.
         offset: u64,
+        /// What was missing.
         what: String,
     },
+    /// An event's framing or body does not parse.
     #[error("{path} has a malformed {event_type} event at offset {offset}: {reason}")]
     Malformed {
+        /// The file.
         path: PathBuf,
+        /// Where the event starts.
         offset: u64,
+        /// The event's type name.
         event_type: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// An event's checksum does not match its bytes.
     #[error("{path} has a damaged event at offset {offset}: {source}")]
     Checksum {
+        /// The file.
         path: PathBuf,
+        /// Where the event starts.
         offset: u64,
+        /// The mismatch.
         source: ChecksumError,
     },
 }
@@ -77,6 +100,7 @@ pub struct BinlogFileReader<R = BufReader<File>> {
 }
 
 impl BinlogFileReader {
+    /// Opens a binlog file and checks its magic bytes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileError> {
         let path = path.as_ref().to_path_buf();
         let io_error = |source| FileError::Io {
@@ -275,25 +299,49 @@ pub enum PayloadError {
     Parse(#[from] ParseError),
     /// The declared size is beyond any real transaction (a corrupt field).
     #[error("declares {declared} uncompressed bytes, over the {MAX_PAYLOAD_BYTES} limit")]
-    TooLarge { declared: u64 },
+    TooLarge {
+        /// The uncompressed size the event declares.
+        declared: u64,
+    },
     /// The compressed bytes are damaged.
     #[error("cannot decompress: {0}")]
     Decompress(#[source] io::Error),
     /// The decompressed bytes are not as many as declared.
     #[error("decompressed to {actual} bytes but declares {declared}")]
-    SizeMismatch { actual: usize, declared: u64 },
+    SizeMismatch {
+        /// The bytes decompression gave.
+        actual: usize,
+        /// The bytes the event declares.
+        declared: u64,
+    },
     /// Fewer bytes are left than an event header needs.
     #[error("inner event at payload byte {at} is truncated")]
-    InnerTruncated { at: usize },
+    InnerTruncated {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+    },
     /// An inner event's size does not fit the payload.
     #[error("inner event at payload byte {at} claims {size} bytes")]
-    InnerSize { at: usize, size: usize },
+    InnerSize {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+        /// The size its header claims.
+        size: usize,
+    },
     /// An inner event did not parse.
     #[error("inner event at payload byte {at}: {source}")]
-    Inner { at: usize, source: ParseError },
+    Inner {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+        /// The parser's error.
+        source: ParseError,
+    },
     /// The parser found no event where one should be.
     #[error("inner event at payload byte {at} is empty")]
-    InnerEmpty { at: usize },
+    InnerEmpty {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+    },
 }
 
 /// The `event_size` field of an event header (`header` holds at least

@@ -47,17 +47,29 @@ pub enum ReplicaError {
     /// `context`; `hint` says what to fix where we know it.
     #[error("{context}: {source}{hint}")]
     Sql {
+        /// What we were doing.
         context: String,
+        /// mysql_async's error.
         source: mysql_async::Error,
+        /// What to fix, with a leading space; empty when unknown.
         hint: &'static str,
+        /// Whether retrying can help.
         kind: ErrorKind,
     },
     /// The source did not answer in time.
     #[error("{context}: no answer within {waited:?}")]
-    NoAnswer { context: String, waited: Duration },
+    NoAnswer {
+        /// What we were doing.
+        context: String,
+        /// How long we waited.
+        waited: Duration,
+    },
     /// The configured source address cannot be used.
     #[error("source address `{address}` must be host:port (canal.instance.master.address)")]
-    BadAddress { address: String },
+    BadAddress {
+        /// The address as configured.
+        address: String,
+    },
     /// The source writes no binlog.
     #[error("the source's binlog is off (log_bin=OFF): start it with log-bin=mysql-bin")]
     BinlogOff,
@@ -66,7 +78,10 @@ pub enum ReplicaError {
         "the source logs binlog_format={format}; row changes need binlog_format=ROW \
          (SET GLOBAL binlog_format=ROW and in the server configuration)"
     )]
-    NotRowFormat { format: String },
+    NotRowFormat {
+        /// The source's `binlog_format`.
+        format: String,
+    },
     /// `SHOW MASTER STATUS` returned nothing.
     #[error("the source has no binlog (SHOW MASTER STATUS is empty)")]
     NoBinlog,
@@ -78,11 +93,17 @@ pub enum ReplicaError {
         "cannot read table definitions from information_schema ({source}); the replication \
          account needs SELECT"
     )]
-    NoSchemaAccess { source: mysql_async::ServerError },
+    NoSchemaAccess {
+        /// The server's refusal.
+        source: mysql_async::ServerError,
+    },
     /// Neither an event nor a heartbeat arrived for longer than the
     /// heartbeat interval allows.
     #[error("no binlog event or heartbeat for {waited:?}")]
-    StreamIdle { waited: Duration },
+    StreamIdle {
+        /// How long the stream was silent.
+        waited: Duration,
+    },
     /// The source ended a dump that should follow the binlog.
     #[error("the source closed the binlog stream")]
     StreamClosed,
@@ -91,7 +112,10 @@ pub enum ReplicaError {
     ScanTimedOut,
     /// A binlog file's first events did not arrive.
     #[error("could not read the start of binlog file {file}")]
-    FileStartUnread { file: String },
+    FileStartUnread {
+        /// The binlog file.
+        file: String,
+    },
 }
 
 impl ReplicaError {

@@ -36,6 +36,7 @@ use super::{
 /// Settings of a live source.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// How to reach the source.
     pub replica: ReplicaConfig,
     /// Where to start when there is no checkpoint yet.
     pub start: StartPosition,
@@ -44,6 +45,7 @@ pub struct SourceConfig {
     pub resume_by_gtid: bool,
     /// Back-off between reconnect attempts: doubles from `min` up to `max`.
     pub reconnect_min: Duration,
+    /// The longest back-off between reconnect attempts.
     pub reconnect_max: Duration,
 }
 
@@ -59,8 +61,11 @@ pub enum SourceError {
     /// An event arrived damaged.
     #[error("the binlog event at {journal}:{offset} is damaged: {damage}")]
     Damaged {
+        /// The binlog file the event is in.
         journal: String,
+        /// Where the event starts.
         offset: u64,
+        /// What is wrong with it.
         damage: Damage,
     },
 }
@@ -79,15 +84,22 @@ pub enum Damage {
     Payload(PayloadError),
     /// Events of a TRANSACTION_PAYLOAD never arrived.
     #[error("{missing} events of a TRANSACTION_PAYLOAD are missing from the stream")]
-    PayloadIncomplete { missing: usize },
+    PayloadIncomplete {
+        /// How many of the payload's events did not arrive.
+        missing: usize,
+    },
 }
 
 /// Counters a metrics endpoint reads.
 #[derive(Debug, Default)]
 pub struct SourceStats {
+    /// Events read (each event unpacked from a payload counts).
     pub events: AtomicU64,
+    /// Binlog bytes read.
     pub bytes: AtomicU64,
+    /// Changes sent downstream.
     pub entries: AtomicU64,
+    /// Connections lost and retried.
     pub reconnects: AtomicU64,
     /// Binlog time of the last event read, or the local time of the last
     /// heartbeat (the source had nothing newer), ms since the epoch.
@@ -101,7 +113,9 @@ pub struct SourceStats {
 /// The end of the last complete event group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The binlog file.
     pub journal: String,
+    /// The offset where the next event group starts.
     pub position: u64,
     /// The executed GTID state there, when complete (known from the start
     /// of the stream, not just from the GTIDs seen since).
@@ -130,6 +144,7 @@ pub struct BinlogSource {
 }
 
 impl BinlogSource {
+    /// A source that has not connected yet; [`BinlogSource::run`] does.
     pub fn new(config: SourceConfig, decoder: Decoder) -> Self {
         BinlogSource {
             config,
@@ -171,6 +186,7 @@ impl BinlogSource {
         }
     }
 
+    /// The counters, shared with whoever reports them.
     pub fn stats(&self) -> Arc<SourceStats> {
         self.stats.clone()
     }
