@@ -572,34 +572,23 @@ mod tests {
             t.tables,
             vec![("test".into(), "a".into()), ("b".into(), "c".into())]
         );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD COLUMN c int, ADD INDEX i(c)").event_type,
-            EventType::Alter
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD INDEX i(c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD UNIQUE KEY u(c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD CONSTRAINT u UNIQUE (c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t DROP INDEX i").event_type,
-            EventType::Dindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t DROP COLUMN c").event_type,
-            EventType::Alter
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t RENAME COLUMN a TO b").event_type,
-            EventType::Alter
-        );
+        for (sql, event_type) in [
+            (
+                "ALTER TABLE t ADD COLUMN c int, ADD INDEX i(c)",
+                EventType::Alter,
+            ),
+            ("ALTER TABLE t ADD INDEX i(c)", EventType::Cindex),
+            ("ALTER TABLE t ADD UNIQUE KEY u(c)", EventType::Cindex),
+            (
+                "ALTER TABLE t ADD CONSTRAINT u UNIQUE (c)",
+                EventType::Cindex,
+            ),
+            ("ALTER TABLE t DROP INDEX i", EventType::Dindex),
+            ("ALTER TABLE t DROP COLUMN c", EventType::Alter),
+            ("ALTER TABLE t RENAME COLUMN a TO b", EventType::Alter),
+        ] {
+            assert_eq!(ddl(sql).event_type, event_type, "{sql}");
+        }
         let t = ddl("ALTER TABLE t RENAME TO u");
         assert_eq!(
             (t.event_type, t.table.as_str(), t.old_table.as_str()),

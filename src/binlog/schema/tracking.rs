@@ -463,6 +463,13 @@ mod tests {
         }
     }
 
+    fn ddl_target(sql: &str) -> DdlTarget {
+        match ddl::classify(sql, "db") {
+            Statement::Ddl(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn ddl(position: LogPosition, table: &str) -> DdlSeen {
         DdlSeen {
             position,
@@ -661,10 +668,7 @@ mod tests {
             lookup.columns("db", "t", &pos("bin.000004", 10)),
             SchemaAnswer::Unknown(r) if r == "no access"
         ));
-        let target = match ddl::classify("ALTER TABLE t ADD c INT", "db") {
-            Statement::Ddl(t) => t,
-            other => panic!("{other:?}"),
-        };
+        let target = ddl_target("ALTER TABLE t ADD c INT");
         lookup.apply_ddl(&target, &pos("bin.000004", 20));
         assert!(matches!(
             lookup.columns("db", "t", &pos("bin.000004", 30)),
@@ -693,10 +697,7 @@ mod tests {
             lookup.columns("db", "other", &pos("bin.000002", 600)),
             SchemaAnswer::Reload
         ));
-        let target = match ddl::classify("ALTER TABLE t ADD b INT", "db") {
-            Statement::Ddl(t) => t,
-            other => panic!("{other:?}"),
-        };
+        let target = ddl_target("ALTER TABLE t ADD b INT");
         lookup.apply_ddl(&target, &pos("bin.000002", 700));
         assert!(matches!(
             lookup.columns("db", "t", &pos("bin.000002", 800)),
