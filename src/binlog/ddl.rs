@@ -12,11 +12,22 @@ use crate::protocol::entry::EventType;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
     /// `BEGIN` / `XA START`.
-    Begin { xa: Option<String> },
+    Begin {
+        /// The XA transaction id (the text after `XA START`), for XA.
+        xa: Option<String>,
+    },
     /// `COMMIT`, `ROLLBACK`, `XA END`: the end of a transaction.
-    End { xa: Option<String> },
+    End {
+        /// The XA transaction id (the text after `XA END`), for XA.
+        xa: Option<String>,
+    },
     /// `XA COMMIT` / `XA ROLLBACK` of a prepared transaction.
-    XaOutcome { event_type: EventType, xid: String },
+    XaOutcome {
+        /// XACOMMIT or XAROLLBACK.
+        event_type: EventType,
+        /// The text after the verb, as canal reports it.
+        xid: String,
+    },
     /// Transaction-internal control that carries no change (`SAVEPOINT`,
     /// `ROLLBACK TO`).
     Ignored,
@@ -29,6 +40,7 @@ pub enum Statement {
 /// The canal classification of one statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdlTarget {
+    /// canal's type for the statement (CREATE, ALTER, ..., QUERY for the rest).
     pub event_type: EventType,
     /// Schema named by the statement, else the event's default schema.
     pub schema: String,
@@ -36,6 +48,7 @@ pub struct DdlTarget {
     pub table: String,
     /// For RENAME: the table's name before the statement.
     pub old_schema: String,
+    /// For RENAME: the table's name before the statement.
     pub old_table: String,
     /// Every table the statement names (DROP TABLE a, b; RENAME a TO b, c TO d).
     pub tables: Vec<(String, String)>,
@@ -191,10 +204,6 @@ impl<'a> Reader<'a> {
             Some((default_schema.to_owned(), first))
         }
     }
-
-    fn rest_is_empty(&self) -> bool {
-        self.at >= self.tokens.len()
-    }
 }
 
 /// Classifies a QUERY event's statement. `default_schema` is the event's
@@ -205,225 +214,255 @@ pub fn classify(sql: &str, default_schema: &str) -> Statement {
         tokens: &tokens,
         at: 0,
     };
-    let target = |event_type, (schema, table): (String, String)| DdlTarget {
-        event_type,
-        schema: schema.clone(),
-        table: table.clone(),
-        old_schema: String::new(),
-        old_table: String::new(),
-        tables: vec![(schema, table)],
+    let keyword = match r.next() {
+        Some(Token::Word(w)) => w.to_ascii_uppercase(),
+        _ => return query(default_schema),
     };
-    let query = || {
-        Statement::Ddl(DdlTarget {
-            event_type: EventType::Query,
-            schema: default_schema.to_owned(),
-            table: String::new(),
-            old_schema: String::new(),
-            old_table: String::new(),
-            tables: Vec::new(),
-        })
-    };
-    let Some(first) = r.next() else {
-        return query();
-    };
-    let keyword = match first {
-        Token::Word(w) => w.to_ascii_uppercase(),
-        _ => return query(),
-    };
-    match keyword.as_str() {
-        "BEGIN" => Statement::Begin { xa: None },
-        "START" if r.eat("TRANSACTION") => Statement::Begin { xa: None },
-        "COMMIT" => Statement::End { xa: None },
-        "ROLLBACK" if r.eat("TO") => Statement::Ignored,
-        "ROLLBACK" => Statement::End { xa: None },
-        "SAVEPOINT" | "RELEASE" => Statement::Ignored,
-        "XA" => {
-            let verb = r
-                .next()
-                .and_then(Token::name)
-                .map(str::to_ascii_uppercase)
-                .unwrap_or_default();
-            let xid = xa_xid(sql, &verb);
-            match verb.as_str() {
-                "START" | "BEGIN" => Statement::Begin { xa: Some(xid) },
-                "END" => Statement::End { xa: Some(xid) },
-                "COMMIT" => Statement::XaOutcome {
-                    event_type: EventType::Xacommit,
-                    xid,
-                },
-                "ROLLBACK" => Statement::XaOutcome {
-                    event_type: EventType::Xarollback,
-                    xid,
-                },
-                _ => Statement::Ignored,
-            }
+    let statement = match keyword.as_str() {
+        "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" => {
+            transaction_control(&keyword, &mut r)
         }
-        "CREATE" | "DROP" => {
-            let create = keyword == "CREATE";
-            r.eat_all(&["OR", "REPLACE"]);
-            r.eat("TEMPORARY");
-            r.eat("ONLINE");
-            r.eat("OFFLINE");
-            let unique_like = r.eat("UNIQUE") || r.eat("FULLTEXT") || r.eat("SPATIAL");
-            if r.eat("TABLE") {
-                r.skip_if_exists();
-                let Some(name) = r.qualified_name(default_schema) else {
-                    return query();
-                };
-                if create {
-                    return Statement::Ddl(target(EventType::Create, name));
-                }
-                let mut drop = target(EventType::Erase, name);
-                while r.peek() == Some(&Token::Symbol(',')) {
-                    r.at += 1;
-                    match r.qualified_name(default_schema) {
-                        Some(next) => drop.tables.push(next),
-                        None => break,
-                    }
-                }
-                return Statement::Ddl(drop);
-            }
-            if r.eat("INDEX") || (unique_like && r.eat("KEY")) {
-                r.skip_if_exists();
-                // index name, optional USING, then ON table
-                while let Some(token) = r.next() {
-                    if token.is_word("ON") {
-                        if let Some(name) = r.qualified_name(default_schema) {
-                            let t = if create {
-                                EventType::Cindex
-                            } else {
-                                EventType::Dindex
-                            };
-                            return Statement::Ddl(target(t, name));
-                        }
-                        break;
-                    }
-                }
-                return query();
-            }
-            if r.eat("DATABASE") || r.eat("SCHEMA") {
-                r.skip_if_exists();
-                let schema = r
-                    .next()
-                    .and_then(Token::name)
-                    .unwrap_or(default_schema)
-                    .to_owned();
-                return Statement::Ddl(DdlTarget {
-                    event_type: EventType::Query,
-                    schema,
-                    table: String::new(),
-                    old_schema: String::new(),
-                    old_table: String::new(),
-                    tables: Vec::new(),
-                });
-            }
-            query()
-        }
-        "ALTER" => {
-            r.eat("ONLINE");
-            r.eat("IGNORE");
-            if !r.eat("TABLE") {
-                return query();
-            }
-            r.skip_if_exists();
-            let Some(name) = r.qualified_name(default_schema) else {
-                return query();
-            };
-            let (event_type, renamed) = classify_alter(&mut r, default_schema);
-            match renamed {
-                Some(new_name) => Statement::Ddl(DdlTarget {
-                    event_type,
-                    schema: new_name.0.clone(),
-                    table: new_name.1.clone(),
-                    old_schema: name.0.clone(),
-                    old_table: name.1.clone(),
-                    tables: vec![name, new_name],
-                }),
-                None => Statement::Ddl(target(event_type, name)),
-            }
-        }
-        "RENAME" => {
-            if !r.eat("TABLE") && !r.eat("TABLES") {
-                return query();
-            }
-            let mut pairs = Vec::new();
-            while let Some(old) = r.qualified_name(default_schema) {
-                if !r.eat("TO") {
-                    break;
-                }
-                let Some(new) = r.qualified_name(default_schema) else {
-                    break;
-                };
-                pairs.push((old, new));
-                if r.peek() != Some(&Token::Symbol(',')) {
-                    break;
-                }
-                r.at += 1;
-            }
-            let Some(((old_schema, old_table), (schema, table))) = pairs.first().cloned() else {
-                return query();
-            };
-            Statement::Ddl(DdlTarget {
-                event_type: EventType::Rename,
-                schema,
-                table,
-                old_schema,
-                old_table,
-                tables: pairs.into_iter().flat_map(|(a, b)| [a, b]).collect(),
-            })
-        }
+        "XA" => Some(xa(sql, &mut r)),
+        "CREATE" => create_or_drop(true, &mut r, default_schema),
+        "DROP" => create_or_drop(false, &mut r, default_schema),
+        "ALTER" => alter_table(&mut r, default_schema),
+        "RENAME" => rename_tables(&mut r, default_schema),
         "TRUNCATE" => {
             r.eat("TABLE");
-            match r.qualified_name(default_schema) {
-                Some(name) => Statement::Ddl(target(EventType::Truncate, name)),
-                None => query(),
-            }
+            r.qualified_name(default_schema)
+                .map(|name| Statement::Ddl(DdlTarget::on(EventType::Truncate, name)))
         }
-        "LOAD" => {
-            // LOAD DATA|XML [modifiers] INFILE 'f' [REPLACE|IGNORE] INTO TABLE t
-            while let Some(token) = r.next() {
-                if token.is_word("TABLE")
-                    && let Some(name) = r.qualified_name(default_schema)
-                {
-                    return Statement::Dml(target(EventType::Insert, name));
-                }
-            }
-            query()
-        }
-        "INSERT" | "REPLACE" | "UPDATE" | "DELETE" => {
-            let event_type = match keyword.as_str() {
-                "UPDATE" => EventType::Update,
-                "DELETE" => EventType::Delete,
-                _ => EventType::Insert,
-            };
-            // Skip modifiers up to the table name.
-            while let Some(token) = r.peek() {
-                let modifier = [
-                    "LOW_PRIORITY",
-                    "DELAYED",
-                    "HIGH_PRIORITY",
-                    "IGNORE",
-                    "QUICK",
-                    "INTO",
-                    "FROM",
-                ]
-                .iter()
-                .any(|m| token.is_word(m));
-                if !modifier {
-                    break;
-                }
-                r.at += 1;
-            }
-            match r.qualified_name(default_schema) {
-                Some(name) => Statement::Dml(target(event_type, name)),
-                None => query(),
-            }
-        }
-        _ => {
-            let _ = r.rest_is_empty();
-            query()
+        "LOAD" => load_data(&mut r, default_schema),
+        "INSERT" | "REPLACE" | "UPDATE" | "DELETE" => dml(&keyword, &mut r, default_schema),
+        _ => None,
+    };
+    statement.unwrap_or_else(|| query(default_schema))
+}
+
+/// A statement canal reports as a plain QUERY on `schema`, naming no table.
+fn query(schema: &str) -> Statement {
+    Statement::Ddl(DdlTarget {
+        event_type: EventType::Query,
+        schema: schema.to_owned(),
+        table: String::new(),
+        old_schema: String::new(),
+        old_table: String::new(),
+        tables: Vec::new(),
+    })
+}
+
+impl DdlTarget {
+    /// A statement of `event_type` on one table.
+    fn on(event_type: EventType, (schema, table): (String, String)) -> Self {
+        DdlTarget {
+            event_type,
+            schema: schema.clone(),
+            table: table.clone(),
+            old_schema: String::new(),
+            old_table: String::new(),
+            tables: vec![(schema, table)],
         }
     }
+
+    /// A rename of `old` to `new` (the first pair of a RENAME TABLE), naming
+    /// every table in `tables`.
+    fn renamed(
+        event_type: EventType,
+        old: (String, String),
+        new: (String, String),
+        tables: Vec<(String, String)>,
+    ) -> Self {
+        DdlTarget {
+            event_type,
+            schema: new.0,
+            table: new.1,
+            old_schema: old.0,
+            old_table: old.1,
+            tables,
+        }
+    }
+}
+
+/// BEGIN, COMMIT, ROLLBACK and savepoints; `None` for `START` without
+/// `TRANSACTION`.
+fn transaction_control(keyword: &str, r: &mut Reader<'_>) -> Option<Statement> {
+    match keyword {
+        "BEGIN" => Some(Statement::Begin { xa: None }),
+        "START" if r.eat("TRANSACTION") => Some(Statement::Begin { xa: None }),
+        "COMMIT" => Some(Statement::End { xa: None }),
+        "ROLLBACK" if r.eat("TO") => Some(Statement::Ignored),
+        "ROLLBACK" => Some(Statement::End { xa: None }),
+        "SAVEPOINT" | "RELEASE" => Some(Statement::Ignored),
+        _ => None,
+    }
+}
+
+/// `XA START|BEGIN|END|COMMIT|ROLLBACK xid`; other XA verbs carry no change.
+fn xa(sql: &str, r: &mut Reader<'_>) -> Statement {
+    let verb = r
+        .next()
+        .and_then(Token::name)
+        .map(str::to_ascii_uppercase)
+        .unwrap_or_default();
+    let xid = xa_xid(sql, &verb);
+    match verb.as_str() {
+        "START" | "BEGIN" => Statement::Begin { xa: Some(xid) },
+        "END" => Statement::End { xa: Some(xid) },
+        "COMMIT" => Statement::XaOutcome {
+            event_type: EventType::Xacommit,
+            xid,
+        },
+        "ROLLBACK" => Statement::XaOutcome {
+            event_type: EventType::Xarollback,
+            xid,
+        },
+        _ => Statement::Ignored,
+    }
+}
+
+/// CREATE or DROP of a table, an index or a database.
+fn create_or_drop(create: bool, r: &mut Reader<'_>, default_schema: &str) -> Option<Statement> {
+    r.eat_all(&["OR", "REPLACE"]);
+    r.eat("TEMPORARY");
+    r.eat("ONLINE");
+    r.eat("OFFLINE");
+    let unique_like = r.eat("UNIQUE") || r.eat("FULLTEXT") || r.eat("SPATIAL");
+    if r.eat("TABLE") {
+        r.skip_if_exists();
+        let name = r.qualified_name(default_schema)?;
+        return Some(Statement::Ddl(if create {
+            DdlTarget::on(EventType::Create, name)
+        } else {
+            drop_tables(name, r, default_schema)
+        }));
+    }
+    if r.eat("INDEX") || (unique_like && r.eat("KEY")) {
+        r.skip_if_exists();
+        let event_type = if create {
+            EventType::Cindex
+        } else {
+            EventType::Dindex
+        };
+        return index_table(r, default_schema)
+            .map(|name| Statement::Ddl(DdlTarget::on(event_type, name)));
+    }
+    if r.eat("DATABASE") || r.eat("SCHEMA") {
+        r.skip_if_exists();
+        let schema = r.next().and_then(Token::name).unwrap_or(default_schema);
+        return Some(query(schema));
+    }
+    None
+}
+
+/// `DROP TABLE first, more...`: every table named.
+fn drop_tables(first: (String, String), r: &mut Reader<'_>, default_schema: &str) -> DdlTarget {
+    let mut drop = DdlTarget::on(EventType::Erase, first);
+    while r.peek() == Some(&Token::Symbol(',')) {
+        r.at += 1;
+        match r.qualified_name(default_schema) {
+            Some(next) => drop.tables.push(next),
+            None => break,
+        }
+    }
+    drop
+}
+
+/// The table of `CREATE|DROP INDEX name [USING ...] ON table`.
+fn index_table(r: &mut Reader<'_>, default_schema: &str) -> Option<(String, String)> {
+    while let Some(token) = r.next() {
+        if token.is_word("ON") {
+            return r.qualified_name(default_schema);
+        }
+    }
+    None
+}
+
+/// `ALTER [ONLINE] [IGNORE] TABLE t ...`, typed by its first item.
+fn alter_table(r: &mut Reader<'_>, default_schema: &str) -> Option<Statement> {
+    r.eat("ONLINE");
+    r.eat("IGNORE");
+    if !r.eat("TABLE") {
+        return None;
+    }
+    r.skip_if_exists();
+    let name = r.qualified_name(default_schema)?;
+    let (event_type, renamed) = classify_alter(r, default_schema);
+    Some(Statement::Ddl(match renamed {
+        Some(new_name) => {
+            let tables = vec![name.clone(), new_name.clone()];
+            DdlTarget::renamed(event_type, name, new_name, tables)
+        }
+        None => DdlTarget::on(event_type, name),
+    }))
+}
+
+/// `RENAME TABLE a TO b, c TO d`: the first pair is the target, every table
+/// is named.
+fn rename_tables(r: &mut Reader<'_>, default_schema: &str) -> Option<Statement> {
+    if !r.eat("TABLE") && !r.eat("TABLES") {
+        return None;
+    }
+    let mut pairs = Vec::new();
+    while let Some(old) = r.qualified_name(default_schema) {
+        if !r.eat("TO") {
+            break;
+        }
+        let Some(new) = r.qualified_name(default_schema) else {
+            break;
+        };
+        pairs.push((old, new));
+        if r.peek() != Some(&Token::Symbol(',')) {
+            break;
+        }
+        r.at += 1;
+    }
+    let (old, new) = pairs.first().cloned()?;
+    let tables = pairs.into_iter().flat_map(|(a, b)| [a, b]).collect();
+    Some(Statement::Ddl(DdlTarget::renamed(
+        EventType::Rename,
+        old,
+        new,
+        tables,
+    )))
+}
+
+/// `LOAD DATA|XML [modifiers] INFILE 'f' [REPLACE|IGNORE] INTO TABLE t`:
+/// statement-based inserts.
+fn load_data(r: &mut Reader<'_>, default_schema: &str) -> Option<Statement> {
+    while let Some(token) = r.next() {
+        if token.is_word("TABLE")
+            && let Some(name) = r.qualified_name(default_schema)
+        {
+            return Some(Statement::Dml(DdlTarget::on(EventType::Insert, name)));
+        }
+    }
+    None
+}
+
+/// Statement-based INSERT, REPLACE, UPDATE and DELETE on their table.
+fn dml(keyword: &str, r: &mut Reader<'_>, default_schema: &str) -> Option<Statement> {
+    const MODIFIERS: [&str; 7] = [
+        "LOW_PRIORITY",
+        "DELAYED",
+        "HIGH_PRIORITY",
+        "IGNORE",
+        "QUICK",
+        "INTO",
+        "FROM",
+    ];
+    let event_type = match keyword {
+        "UPDATE" => EventType::Update,
+        "DELETE" => EventType::Delete,
+        _ => EventType::Insert,
+    };
+    while r
+        .peek()
+        .is_some_and(|token| MODIFIERS.iter().any(|m| token.is_word(m)))
+    {
+        r.at += 1;
+    }
+    let name = r.qualified_name(default_schema)?;
+    Some(Statement::Dml(DdlTarget::on(event_type, name)))
 }
 
 /// The first ALTER TABLE item decides the type, as canal's first result
@@ -533,34 +572,23 @@ mod tests {
             t.tables,
             vec![("test".into(), "a".into()), ("b".into(), "c".into())]
         );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD COLUMN c int, ADD INDEX i(c)").event_type,
-            EventType::Alter
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD INDEX i(c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD UNIQUE KEY u(c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t ADD CONSTRAINT u UNIQUE (c)").event_type,
-            EventType::Cindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t DROP INDEX i").event_type,
-            EventType::Dindex
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t DROP COLUMN c").event_type,
-            EventType::Alter
-        );
-        assert_eq!(
-            ddl("ALTER TABLE t RENAME COLUMN a TO b").event_type,
-            EventType::Alter
-        );
+        for (sql, event_type) in [
+            (
+                "ALTER TABLE t ADD COLUMN c int, ADD INDEX i(c)",
+                EventType::Alter,
+            ),
+            ("ALTER TABLE t ADD INDEX i(c)", EventType::Cindex),
+            ("ALTER TABLE t ADD UNIQUE KEY u(c)", EventType::Cindex),
+            (
+                "ALTER TABLE t ADD CONSTRAINT u UNIQUE (c)",
+                EventType::Cindex,
+            ),
+            ("ALTER TABLE t DROP INDEX i", EventType::Dindex),
+            ("ALTER TABLE t DROP COLUMN c", EventType::Alter),
+            ("ALTER TABLE t RENAME COLUMN a TO b", EventType::Alter),
+        ] {
+            assert_eq!(ddl(sql).event_type, event_type, "{sql}");
+        }
         let t = ddl("ALTER TABLE t RENAME TO u");
         assert_eq!(
             (t.event_type, t.table.as_str(), t.old_table.as_str()),
@@ -621,6 +649,89 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// One row per statement family: (sql, kind, event type, schema, table).
+    #[test]
+    fn families_table() {
+        let rows: &[(&str, &str, EventType, &str, &str)] = &[
+            ("START SLAVE", "ddl", EventType::Query, "def", ""),
+            ("CREATE UNIQUE t", "ddl", EventType::Query, "def", ""),
+            ("CREATE INDEX i ON", "ddl", EventType::Query, "def", ""),
+            (
+                "DROP DATABASE IF EXISTS d",
+                "ddl",
+                EventType::Query,
+                "d",
+                "",
+            ),
+            (
+                "ALTER TABLE t ADD PRIMARY c int",
+                "ddl",
+                EventType::Alter,
+                "def",
+                "t",
+            ),
+            (
+                "ALTER TABLE t DROP PRIMARY KEY",
+                "ddl",
+                EventType::Alter,
+                "def",
+                "t",
+            ),
+            (
+                "ALTER TABLE t RENAME u",
+                "ddl",
+                EventType::Rename,
+                "def",
+                "u",
+            ),
+            ("RENAME TABLE a TO", "ddl", EventType::Query, "def", ""),
+            ("TRUNCATE", "ddl", EventType::Query, "def", ""),
+            (
+                "LOAD INDEX INTO CACHE t",
+                "ddl",
+                EventType::Query,
+                "def",
+                "",
+            ),
+            ("INSERT t VALUES (1)", "dml", EventType::Insert, "def", "t"),
+            (
+                "REPLACE DELAYED t VALUES(1)",
+                "dml",
+                EventType::Insert,
+                "def",
+                "t",
+            ),
+            (
+                "DELETE QUICK IGNORE FROM db.t WHERE 1",
+                "dml",
+                EventType::Delete,
+                "db",
+                "t",
+            ),
+            ("DELETE", "ddl", EventType::Query, "def", ""),
+        ];
+        for &(sql, kind, event_type, schema, table) in rows {
+            let (found_kind, target) = match classify(sql, "def") {
+                Statement::Ddl(t) => ("ddl", t),
+                Statement::Dml(t) => ("dml", t),
+                other => panic!("{sql}: {other:?}"),
+            };
+            assert_eq!(
+                (
+                    found_kind,
+                    target.event_type,
+                    target.schema.as_str(),
+                    target.table.as_str()
+                ),
+                (kind, event_type, schema, table),
+                "{sql}"
+            );
+        }
+        assert_eq!(classify("START", ""), classify("SET @a = 1", ""));
+        assert_eq!(classify("XA PREPARE 'a'", ""), Statement::Ignored);
+        assert_eq!(classify("SAVEPOINT a", ""), Statement::Ignored);
     }
 
     #[test]

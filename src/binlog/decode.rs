@@ -303,7 +303,7 @@ impl Decoder {
             c if c == Bt::FORMAT_DESCRIPTION_EVENT as u8 => {
                 let fde = event
                     .parse::<FormatDescriptionEvent<'_>>()
-                    .map_err(malformed)?;
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.flavor = ServerFlavor::from_server_version(&fde.server_version());
                 // A new FDE at position 4 starts a file: no transaction spans it.
                 self.in_transaction = false;
@@ -311,7 +311,9 @@ impl Decoder {
             }
             c if c == Bt::QUERY_EVENT as u8 => self.decode_query(event, out)?,
             c if c == Bt::XID_EVENT as u8 => {
-                let xid = event.parse::<XidEvent>().map_err(malformed)?;
+                let xid = event
+                    .parse::<XidEvent>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 let end = TransactionEnd {
                     transaction_id: (xid.xid as i64).to_string(),
                     ..Default::default()
@@ -349,7 +351,9 @@ impl Decoder {
                 self.decode_rows(event, RowsKind::Update, true, true, out)?
             }
             c if c == Bt::GTID_EVENT as u8 || c == Bt::GTID_TAGGED_LOG_EVENT as u8 => {
-                let gtid = event.parse::<GtidEvent>().map_err(malformed)?;
+                let gtid = event
+                    .parse::<GtidEvent>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.begin_mysql_gtid(&gtid);
             }
             c if c == Bt::ANONYMOUS_GTID_EVENT as u8 => {
@@ -364,11 +368,15 @@ impl Decoder {
                 }
             }
             c if c == Bt::ROWS_QUERY_EVENT as u8 => {
-                let query = event.parse::<RowsQueryEvent<'_>>().map_err(malformed)?;
+                let query = event
+                    .parse::<RowsQueryEvent<'_>>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.push_text_query(event, out, query.query().into_owned());
             }
             c if c == Bt::INTVAR_EVENT as u8 => {
-                let intvar = event.parse::<IntvarEvent>().map_err(malformed)?;
+                let intvar = event
+                    .parse::<IntvarEvent>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.push_text_query(
                     event,
                     out,
@@ -376,7 +384,9 @@ impl Decoder {
                 );
             }
             c if c == Bt::RAND_EVENT as u8 => {
-                let rand = event.parse::<RandEvent>().map_err(malformed)?;
+                let rand = event
+                    .parse::<RandEvent>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.push_text_query(
                     event,
                     out,
@@ -387,7 +397,9 @@ impl Decoder {
                 );
             }
             c if c == Bt::USER_VAR_EVENT as u8 => {
-                let var = event.parse::<UserVarEvent<'_>>().map_err(malformed)?;
+                let var = event
+                    .parse::<UserVarEvent<'_>>()
+                    .map_err(|e| malformed(e.to_string()))?;
                 self.push_text_query(event, out, user_var_sql(&var));
             }
             c if c == Bt::XA_PREPARE_LOG_EVENT as u8 => self.end_transaction(),
@@ -396,7 +408,7 @@ impl Decoder {
                 // like other statement-based changes (the file contents are not rows).
                 let load = event
                     .parse::<ExecuteLoadQueryEvent<'_>>()
-                    .map_err(malformed)?;
+                    .map_err(|e| malformed(e.to_string()))?;
                 let sql = query_charset(load.status_vars())
                     .decode(load.query_raw())
                     .into_owned();
@@ -590,7 +602,7 @@ impl Decoder {
             |reason| DecodeError::Table {
                 journal: event.journal.to_string(),
                 offset: event.start,
-                reason,
+                reason: reason.to_string(),
             },
         )?;
         let included = self.filter.tables.matches(&meta.schema, &meta.table);

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use mysql_common::binlog::{
     consts::{BinlogChecksumAlg, EventType},
-    events::Event,
+    events::{Event, RotateEvent},
 };
+
+use super::guard::{ParseError, guarded};
 
 /// Size of the common event header (binlog format v4).
 pub const HEADER_LEN: usize = 19;
@@ -21,14 +23,21 @@ pub const ARTIFICIAL_FLAG: u16 = 0x20;
 
 /// MariaDB event type codes (mysql_common knows only MySQL's).
 pub mod mariadb_type {
+    /// The statement text of the rows events that follow (like MySQL's ROWS_QUERY).
     pub const ANNOTATE_ROWS: u8 = 160;
+    /// The oldest binlog file still needed for crash recovery.
     pub const BINLOG_CHECKPOINT: u8 = 161;
+    /// MariaDB's GTID event, which opens an event group.
     pub const GTID: u8 = 162;
+    /// The GTID state at the start of a binlog file.
     pub const GTID_LIST: u8 = 163;
+    /// The file's remaining events are encrypted.
     pub const START_ENCRYPTION: u8 = 164;
+    /// A QUERY event with a compressed statement.
     pub const QUERY_COMPRESSED: u8 = 165;
-    /// 166..=171: WRITE/UPDATE/DELETE_ROWS_COMPRESSED v1 and v2.
+    /// First of 166..=171: WRITE/UPDATE/DELETE_ROWS_COMPRESSED v1 and v2.
     pub const FIRST_COMPRESSED_ROWS: u8 = 166;
+    /// Last of the compressed rows event types.
     pub const LAST_COMPRESSED_ROWS: u8 = 171;
     /// MariaDB 11.x: the partial-row event of large transactions.
     pub const PARTIAL_ROW_DATA: u8 = 172;
@@ -37,6 +46,7 @@ pub mod mariadb_type {
 /// An event and its place in the binlog.
 #[derive(Debug, Clone)]
 pub struct SourceEvent {
+    /// The parsed event (header, body, checksum).
     pub event: Event,
     /// The binlog file the event is in.
     pub journal: Arc<str>,
@@ -51,14 +61,18 @@ pub struct SourceEvent {
 }
 
 impl SourceEvent {
+    /// The raw event type code, MariaDB's included.
     pub fn type_code(&self) -> u8 {
         self.event.header().event_type_raw()
     }
 
+    /// Whether the event is of a (MySQL) type.
     pub fn is(&self, event_type: EventType) -> bool {
         self.type_code() == event_type as u8
     }
 
+    /// Whether the source made the event up rather than read it from a
+    /// binlog file; such events have no place to resume from.
     pub fn is_artificial(&self) -> bool {
         self.event.header().flags_raw() & ARTIFICIAL_FLAG != 0
     }
@@ -69,8 +83,11 @@ impl SourceEvent {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("CRC32 mismatch on {event_type} event: stored {stored:08x}, computed {computed:08x}")]
 pub struct ChecksumError {
+    /// The event's type name.
     pub event_type: String,
+    /// The CRC32 the event carries.
     pub stored: u32,
+    /// The CRC32 of the bytes received.
     pub computed: u32,
 }
 
@@ -149,7 +166,22 @@ pub fn minimum_event_size(type_code: u8, checksum: bool) -> usize {
 
 impl SourceEvent {
     /// Parses the event body as `T`, turning parser panics into errors.
-    pub fn parse<'a, T: mysql_common::binlog::BinlogEvent<'a>>(&'a self) -> Result<T, String> {
-        super::guard::guarded(|| self.event.read_event::<T>())
+    pub fn parse<'a, T: mysql_common::binlog::BinlogEvent<'a>>(&'a self) -> Result<T, ParseError> {
+        guarded(|| self.event.read_event::<T>())
     }
+}
+
+/// The binlog file a ROTATE event points to. With `strip_checksum` (the
+/// source writes checksums and the event came before the stream's
+/// FORMAT_DESCRIPTION, as the first, fake ROTATE does) the last four bytes
+/// are a CRC32 the reader could not know to cut and left on the name
+/// (mysql_async issue 189).
+pub fn rotated_journal(event: &Event, strip_checksum: bool) -> Result<Arc<str>, ParseError> {
+    let rotate = guarded(|| event.read_event::<RotateEvent<'_>>())?;
+    let name = rotate.name_raw();
+    let name = match name.len().checked_sub(4) {
+        Some(cut) if strip_checksum && cut > 0 => &name[..cut],
+        _ => name,
+    };
+    Ok(Arc::from(String::from_utf8_lossy(name).as_ref()))
 }

@@ -13,13 +13,16 @@ use std::{
 
 use mysql_common::binlog::{
     EventStreamReader,
-    consts::{BinlogVersion, EventType},
-    events::TransactionPayloadEvent,
+    consts::{BinlogChecksumAlg, BinlogVersion, EventType},
+    events::{Event, TransactionPayloadEvent},
 };
 
-use super::event::{
-    ChecksumError, EVENT_SIZE_OFFSET, HEADER_LEN, SourceEvent, event_type_name, minimum_event_size,
-    verify_checksum,
+use super::{
+    event::{
+        ChecksumError, EVENT_SIZE_OFFSET, HEADER_LEN, SourceEvent, event_type_name,
+        minimum_event_size, verify_checksum,
+    },
+    guard::{ParseError, guarded},
 };
 
 /// Every binlog file starts with these bytes.
@@ -33,27 +36,50 @@ const MAX_PAYLOAD_BYTES: u64 = 1 << 30;
 /// Why reading a binlog file failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// The file could not be opened or read.
     #[error("cannot read binlog file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The file lacks the binlog magic bytes.
     #[error("{path} is not a binlog file (it does not start with fe 62 69 6e)")]
-    NotBinlog { path: PathBuf },
+    NotBinlog {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file ends inside an event.
     #[error("{path} is truncated at offset {offset}: {what}")]
     Truncated {
+        /// The file.
         path: PathBuf,
+        /// Where the cut event starts.
         offset: u64,
+        /// What was missing.
         what: String,
     },
+    /// An event's framing or body does not parse.
     #[error("{path} has a malformed {event_type} event at offset {offset}: {reason}")]
     Malformed {
+        /// The file.
         path: PathBuf,
+        /// Where the event starts.
         offset: u64,
+        /// The event's type name.
         event_type: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// An event's checksum does not match its bytes.
     #[error("{path} has a damaged event at offset {offset}: {source}")]
     Checksum {
+        /// The file.
         path: PathBuf,
+        /// Where the event starts.
         offset: u64,
+        /// The mismatch.
         source: ChecksumError,
     },
 }
@@ -74,6 +100,7 @@ pub struct BinlogFileReader<R = BufReader<File>> {
 }
 
 impl BinlogFileReader {
+    /// Opens a binlog file and checks its magic bytes.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, FileError> {
         let path = path.as_ref().to_path_buf();
         let io_error = |source| FileError::Io {
@@ -142,6 +169,38 @@ impl<R: Read> BinlogFileReader<R> {
         if start == self.len {
             return Ok(None);
         }
+        let header = self.read_header(start)?;
+        let type_code = header[4];
+        let size = u64::from(declared_size(&header));
+        self.check_size(start, type_code, size)?;
+        let event = self.read_body(start, &header, size)?;
+        self.offset = start + size;
+        verify_checksum(&event).map_err(|source| FileError::Checksum {
+            path: self.path.clone(),
+            offset: start,
+            source,
+        })?;
+        if type_code == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
+            self.checksums = matches!(
+                event.footer().get_checksum_alg(),
+                Ok(Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32))
+            );
+        }
+        let source_event = SourceEvent {
+            event,
+            journal: self.journal.clone(),
+            start,
+            end: self.offset,
+            in_payload: false,
+        };
+        if type_code == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+            self.unpack_payload(&source_event)?;
+        }
+        Ok(Some(source_event))
+    }
+
+    /// The common header of the event at `start`.
+    fn read_header(&mut self, start: u64) -> Result<[u8; HEADER_LEN], FileError> {
         let remaining = self.len - start;
         if remaining < HEADER_LEN as u64 {
             return Err(FileError::Truncated {
@@ -152,13 +211,12 @@ impl<R: Read> BinlogFileReader<R> {
         }
         let mut header = [0u8; HEADER_LEN];
         self.read_exact(&mut header, start)?;
-        let type_code = header[4];
-        let size = u32::from_le_bytes([
-            header[EVENT_SIZE_OFFSET],
-            header[EVENT_SIZE_OFFSET + 1],
-            header[EVENT_SIZE_OFFSET + 2],
-            header[EVENT_SIZE_OFFSET + 3],
-        ]) as u64;
+        Ok(header)
+    }
+
+    /// Refuses a size no event of this type can have, or one past the end
+    /// of the file, before anything is allocated for it.
+    fn check_size(&self, start: u64, type_code: u8, size: u64) -> Result<(), FileError> {
         let minimum = minimum_event_size(type_code, self.checksums) as u64;
         if size < minimum {
             return Err(self.malformed(
@@ -167,6 +225,7 @@ impl<R: Read> BinlogFileReader<R> {
                 format!("size {size} is below the minimum {minimum}"),
             ));
         }
+        let remaining = self.len - start;
         if size > remaining {
             return Err(FileError::Truncated {
                 path: self.path.clone(),
@@ -177,44 +236,32 @@ impl<R: Read> BinlogFileReader<R> {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// Reads the rest of the event after `header` into the reused buffer
+    /// and parses it.
+    fn read_body(
+        &mut self,
+        start: u64,
+        header: &[u8; HEADER_LEN],
+        size: u64,
+    ) -> Result<Event, FileError> {
+        let type_code = header[4];
         let mut raw = std::mem::take(&mut self.buffer);
         raw.clear();
-        raw.extend_from_slice(&header);
+        raw.extend_from_slice(header);
         raw.resize(size as usize, 0);
-        self.read_exact(&mut raw[HEADER_LEN..], start)?;
-        self.offset = start + size;
-
+        if let Err(error) = self.read_exact(&mut raw[HEADER_LEN..], start) {
+            self.buffer = raw;
+            return Err(error);
+        }
         let reader = &mut self.reader;
-        let parsed = super::guard::guarded(|| reader.read(raw.as_slice()));
+        let parsed = guarded(|| reader.read(raw.as_slice()));
         self.buffer = raw;
-        let event = parsed
+        parsed
             .map_err(|e| self.malformed(start, type_code, e))?
-            .ok_or_else(|| self.malformed(start, type_code, "empty event"))?;
-        verify_checksum(&event).map_err(|source| FileError::Checksum {
-            path: self.path.clone(),
-            offset: start,
-            source,
-        })?;
-        if type_code == EventType::FORMAT_DESCRIPTION_EVENT as u8 {
-            self.checksums = matches!(
-                event.footer().get_checksum_alg(),
-                Ok(Some(
-                    mysql_common::binlog::consts::BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_CRC32
-                ))
-            );
-        }
-        let end = self.offset;
-        let source_event = SourceEvent {
-            event,
-            journal: self.journal.clone(),
-            start,
-            end,
-            in_payload: false,
-        };
-        if type_code == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-            self.unpack_payload(&source_event)?;
-        }
-        Ok(Some(source_event))
+            .ok_or_else(|| self.malformed(start, type_code, "empty event"))
     }
 
     fn read_exact(&mut self, buf: &mut [u8], offset: u64) -> Result<(), FileError> {
@@ -244,49 +291,88 @@ impl<R: Read> BinlogFileReader<R> {
     }
 }
 
+/// Why a TRANSACTION_PAYLOAD event could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The payload event itself did not parse.
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    /// The declared size is beyond any real transaction (a corrupt field).
+    #[error("declares {declared} uncompressed bytes, over the {MAX_PAYLOAD_BYTES} limit")]
+    TooLarge {
+        /// The uncompressed size the event declares.
+        declared: u64,
+    },
+    /// The compressed bytes are damaged.
+    #[error("cannot decompress: {0}")]
+    Decompress(#[source] io::Error),
+    /// The decompressed bytes are not as many as declared.
+    #[error("decompressed to {actual} bytes but declares {declared}")]
+    SizeMismatch {
+        /// The bytes decompression gave.
+        actual: usize,
+        /// The bytes the event declares.
+        declared: u64,
+    },
+    /// Fewer bytes are left than an event header needs.
+    #[error("inner event at payload byte {at} is truncated")]
+    InnerTruncated {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+    },
+    /// An inner event's size does not fit the payload.
+    #[error("inner event at payload byte {at} claims {size} bytes")]
+    InnerSize {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+        /// The size its header claims.
+        size: usize,
+    },
+    /// An inner event did not parse.
+    #[error("inner event at payload byte {at}: {source}")]
+    Inner {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+        /// The parser's error.
+        source: ParseError,
+    },
+    /// The parser found no event where one should be.
+    #[error("inner event at payload byte {at} is empty")]
+    InnerEmpty {
+        /// Where the inner event starts in the decompressed bytes.
+        at: usize,
+    },
+}
+
+/// The `event_size` field of an event header (`header` holds at least
+/// [`HEADER_LEN`] bytes).
+fn declared_size(header: &[u8]) -> u32 {
+    let field = &header[EVENT_SIZE_OFFSET..EVENT_SIZE_OFFSET + 4];
+    u32::from_le_bytes([field[0], field[1], field[2], field[3]])
+}
+
 /// Decompresses a TRANSACTION_PAYLOAD event and parses the events inside it
 /// with `reader` (which tracks table maps across them). The unpacked events
 /// carry the payload's own position.
 pub fn unpack_transaction_payload(
     reader: &mut EventStreamReader,
     payload: &SourceEvent,
-) -> Result<Vec<SourceEvent>, String> {
-    let parsed = payload.parse::<TransactionPayloadEvent<'_>>()?;
-    let declared = parsed.uncompressed_size();
-    if declared > MAX_PAYLOAD_BYTES {
-        return Err(format!(
-            "declares {declared} uncompressed bytes, over the {MAX_PAYLOAD_BYTES} limit"
-        ));
-    }
-    let mut bytes = Vec::with_capacity(declared as usize);
-    parsed
-        .decompressed()
-        .map_err(|e| format!("cannot decompress: {e}"))?
-        .take(MAX_PAYLOAD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot decompress: {e}"))?;
-    if bytes.len() as u64 != declared {
-        return Err(format!(
-            "decompressed to {} bytes but declares {declared}",
-            bytes.len()
-        ));
-    }
+) -> Result<Vec<SourceEvent>, PayloadError> {
+    let bytes = decompress_payload(payload)?;
     let mut events = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
         let rest = &bytes[at..];
         if rest.len() < HEADER_LEN {
-            return Err(format!("inner event at payload byte {at} is truncated"));
+            return Err(PayloadError::InnerTruncated { at });
         }
-        let size = u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]) as usize;
+        let size = declared_size(rest) as usize;
         if size < HEADER_LEN || size > rest.len() {
-            return Err(format!(
-                "inner event at payload byte {at} claims {size} bytes"
-            ));
+            return Err(PayloadError::InnerSize { at, size });
         }
-        let event = super::guard::guarded(|| reader.read_decompressed(&rest[..size]))
-            .map_err(|e| format!("inner event at payload byte {at}: {e}"))?
-            .ok_or_else(|| format!("inner event at payload byte {at} is empty"))?;
+        let event = guarded(|| reader.read_decompressed(&rest[..size]))
+            .map_err(|source| PayloadError::Inner { at, source })?
+            .ok_or(PayloadError::InnerEmpty { at })?;
         events.push(SourceEvent {
             event,
             journal: payload.journal.clone(),
@@ -297,6 +383,30 @@ pub fn unpack_transaction_payload(
         at += size;
     }
     Ok(events)
+}
+
+/// The decompressed bytes of a TRANSACTION_PAYLOAD, checked against the
+/// size it declares.
+fn decompress_payload(payload: &SourceEvent) -> Result<Vec<u8>, PayloadError> {
+    let parsed = payload.parse::<TransactionPayloadEvent<'_>>()?;
+    let declared = parsed.uncompressed_size();
+    if declared > MAX_PAYLOAD_BYTES {
+        return Err(PayloadError::TooLarge { declared });
+    }
+    let mut bytes = Vec::with_capacity(declared as usize);
+    parsed
+        .decompressed()
+        .map_err(PayloadError::Decompress)?
+        .take(MAX_PAYLOAD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(PayloadError::Decompress)?;
+    if bytes.len() as u64 != declared {
+        return Err(PayloadError::SizeMismatch {
+            actual: bytes.len(),
+            declared,
+        });
+    }
+    Ok(bytes)
 }
 
 impl<R: Read> Iterator for BinlogFileReader<R> {

@@ -17,10 +17,20 @@ use regex::{Regex, RegexBuilder};
 /// Why a filter could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
+    /// A table filter pattern does not compile.
     #[error("table filter pattern `{pattern}` is not a valid regular expression: {reason}")]
-    Regex { pattern: String, reason: String },
+    Regex {
+        /// The pattern as configured.
+        pattern: String,
+        /// What the regex compiler said.
+        reason: String,
+    },
+    /// A column filter entry is not `schema.table:columns`.
     #[error("column filter entry `{entry}` must look like `schema.table:col1/col2`")]
-    ColumnEntry { entry: String },
+    ColumnEntry {
+        /// The entry as configured.
+        entry: String,
+    },
 }
 
 /// Splits on commas outside brackets, keeping escapes intact.
@@ -93,6 +103,8 @@ pub struct TableFilter {
 }
 
 impl TableFilter {
+    /// A filter from canal's comma-separated include and exclude patterns
+    /// (`canal.instance.filter.regex` / `.black.regex`); empty includes all.
     pub fn new(include: &str, exclude: &str) -> Result<Self, FilterError> {
         Ok(TableFilter {
             include: compile(include)?,
@@ -108,10 +120,12 @@ impl TableFilter {
         TableFilter::new(r".*\..*", r"mysql\.slave_.*").expect("default filter compiles")
     }
 
+    /// The include patterns as configured.
     pub fn include_text(&self) -> &str {
         &self.include_text
     }
 
+    /// The exclude patterns as configured.
     pub fn exclude_text(&self) -> &str {
         &self.exclude_text
     }
@@ -152,6 +166,8 @@ fn parse_column_lists(text: &str) -> Result<HashMap<String, HashSet<String>>, Fi
 }
 
 impl ColumnFilter {
+    /// A filter from canal's column include and exclude lists
+    /// (`schema.table:col1/col2,...`).
     pub fn new(include: &str, exclude: &str) -> Result<Self, FilterError> {
         Ok(ColumnFilter {
             include: parse_column_lists(include)?,
@@ -159,6 +175,7 @@ impl ColumnFilter {
         })
     }
 
+    /// Whether every column passes.
     pub fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
@@ -179,11 +196,14 @@ impl ColumnFilter {
 /// Which columns of one table pass.
 #[derive(Debug, Clone, Copy)]
 pub enum ColumnRule<'a> {
+    /// Only these columns (lower-cased) pass.
     Only(&'a HashSet<String>),
+    /// All but these columns (lower-cased) pass.
     Except(&'a HashSet<String>),
 }
 
 impl ColumnRule<'_> {
+    /// Whether `column` passes.
     pub fn keeps(&self, column: &str) -> bool {
         let column = column.to_lowercase();
         match self {
@@ -196,7 +216,9 @@ impl ColumnRule<'_> {
 /// Everything that decides which changes leave the engine.
 #[derive(Debug, Clone)]
 pub struct EventFilter {
+    /// Which tables' changes pass.
     pub tables: TableFilter,
+    /// Which columns of them pass.
     pub columns: ColumnFilter,
 }
 

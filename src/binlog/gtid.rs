@@ -11,8 +11,14 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 /// Why a GTID text could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GtidError {
+    /// The text is not a GTID set or position.
     #[error("invalid GTID set `{text}`: {reason}")]
-    Invalid { text: String, reason: String },
+    Invalid {
+        /// The text as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn invalid(text: &str, reason: impl Into<String>) -> GtidError {
@@ -25,6 +31,7 @@ fn invalid(text: &str, reason: impl Into<String>) -> GtidError {
 /// A MySQL source identifier: server UUID plus optional tag (MySQL 8.4+).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MysqlSid {
+    /// The source server's UUID.
     pub uuid: [u8; 16],
     /// Lower-case tag; empty for untagged GTIDs.
     pub tag: String,
@@ -38,6 +45,7 @@ pub struct MysqlGtidSet {
 }
 
 impl MysqlGtidSet {
+    /// Whether the set holds no transaction.
     pub fn is_empty(&self) -> bool {
         self.intervals.is_empty()
     }
@@ -199,8 +207,11 @@ impl fmt::Display for MysqlGtidSet {
 /// One MariaDB GTID: `domain-server-sequence`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MariadbGtid {
+    /// The replication domain.
     pub domain: u32,
+    /// The server that wrote the transaction.
     pub server_id: u32,
+    /// The transaction's number within its domain.
     pub sequence: u64,
 }
 
@@ -241,6 +252,7 @@ pub struct MariadbGtidPos {
 }
 
 impl MariadbGtidPos {
+    /// Whether no domain has a GTID yet.
     pub fn is_empty(&self) -> bool {
         self.domains.is_empty()
     }
@@ -250,6 +262,7 @@ impl MariadbGtidPos {
         self.domains.insert(gtid.domain, gtid);
     }
 
+    /// The last GTID of each domain, by domain.
     pub fn iter(&self) -> impl Iterator<Item = &MariadbGtid> {
         self.domains.values()
     }
@@ -288,7 +301,9 @@ impl fmt::Display for MariadbGtidPos {
 /// The executed-GTID state a replica resumes from, in either dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GtidState {
+    /// MySQL: the set of executed GTIDs.
     Mysql(MysqlGtidSet),
+    /// MariaDB: the last GTID of each domain.
     Mariadb(MariadbGtidPos),
 }
 
@@ -308,6 +323,7 @@ impl GtidState {
         }
     }
 
+    /// Whether nothing has been executed yet.
     pub fn is_empty(&self) -> bool {
         match self {
             GtidState::Mysql(set) => set.is_empty(),

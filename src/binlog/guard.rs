@@ -30,21 +30,35 @@ fn install_quiet_hook() {
     });
 }
 
-/// Runs a parser; a panic inside it becomes `Err` with the panic message.
-pub fn guarded<T, E: ToString>(parse: impl FnOnce() -> Result<T, E>) -> Result<T, String> {
+/// Why a guarded parser call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Guarded<E> {
+    /// The parser refused the input with its own error.
+    #[error("{0}")]
+    Refused(#[source] E),
+    /// The parser panicked on input it did not expect; the panic's message.
+    #[error("malformed event ({0})")]
+    Panicked(String),
+}
+
+/// Why mysql_common could not parse an event body.
+pub type ParseError = Guarded<std::io::Error>;
+
+/// Runs a parser; a panic inside it becomes [`Guarded::Panicked`].
+pub fn guarded<T, E>(parse: impl FnOnce() -> Result<T, E>) -> Result<T, Guarded<E>> {
     install_quiet_hook();
     let was_quiet = QUIET.with(|q| q.replace(true));
     let outcome = panic::catch_unwind(AssertUnwindSafe(parse));
     QUIET.with(|q| q.set(was_quiet));
     match outcome {
-        Ok(result) => result.map_err(|e| e.to_string()),
+        Ok(result) => result.map_err(Guarded::Refused),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "parser failed".to_owned());
-            Err(format!("malformed event ({message})"))
+            Err(Guarded::Panicked(message))
         }
     }
 }
@@ -55,9 +69,13 @@ mod tests {
 
     #[test]
     fn panics_become_errors() {
-        let result: Result<(), String> = guarded(|| -> Result<(), String> { panic!("boom") });
-        assert!(result.unwrap_err().contains("boom"));
-        assert_eq!(guarded(|| Ok::<_, String>(5)), Ok(5));
-        assert_eq!(guarded(|| Err::<(), _>("no")), Err("no".to_owned()));
+        let result: Result<(), Guarded<std::io::Error>> = guarded(|| panic!("boom"));
+        let error = result.unwrap_err();
+        assert!(matches!(&error, Guarded::Panicked(m) if m == "boom"));
+        assert_eq!(error.to_string(), "malformed event (boom)");
+        assert_eq!(guarded(|| Ok::<_, std::io::Error>(5)).unwrap(), 5);
+        let refused = guarded(|| Err::<(), _>(std::io::Error::other("no"))).unwrap_err();
+        assert!(matches!(&refused, Guarded::Refused(_)));
+        assert_eq!(refused.to_string(), "no");
     }
 }

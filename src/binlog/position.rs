@@ -21,6 +21,7 @@ pub struct LogPosition {
 }
 
 impl LogPosition {
+    /// A position from a file and an offset alone.
     pub fn new(journal_name: impl Into<String>, position: u64) -> Self {
         LogPosition {
             journal_name: journal_name.into(),
@@ -45,7 +46,12 @@ impl fmt::Display for LogPosition {
 pub enum StartPosition {
     /// A file and byte offset (the offset must be an event start, normally a
     /// transaction boundary).
-    FilePosition { journal_name: String, position: u64 },
+    FilePosition {
+        /// The binlog file.
+        journal_name: String,
+        /// The offset of an event start in it.
+        position: u64,
+    },
     /// A GTID set (MySQL) or GTID position (MariaDB): everything not in it.
     Gtid(super::gtid::GtidState),
     /// The first event whose time is at or after this (ms since the epoch);

@@ -16,30 +16,140 @@ use super::{
 pub struct ReplicaConfig {
     /// `host:port` of the MySQL/MariaDB source.
     pub address: String,
+    /// The replication account.
     pub user: String,
+    /// Its password.
     pub password: String,
     /// This replica's server id; must be unique among the source's replicas.
     pub server_id: u32,
     /// Interval of the source's heartbeat events while the binlog is idle.
     pub heartbeat: Duration,
+    /// How long connecting may take before it counts as a transient failure.
     pub connect_timeout: Duration,
 }
 
-/// Why talking to the source failed, and whether retrying can help.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplicaError {
+/// Whether a failure can pass by itself or needs someone to act; it decides
+/// between reconnecting and stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
     /// The connection broke or the server went away: retry.
-    #[error("{0}")]
-    Transient(String),
+    Transient,
     /// Something only an operator can fix (credentials, grants, binlog
     /// settings, a purged position).
-    #[error("{0}")]
-    Fatal(String),
+    Fatal,
+}
+
+/// Why talking to the source failed; [`ReplicaError::kind`] says whether
+/// retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// A query, the connection or the binlog dump failed while doing
+    /// `context`; `hint` says what to fix where we know it.
+    #[error("{context}: {source}{hint}")]
+    Sql {
+        /// What we were doing.
+        context: String,
+        /// mysql_async's error.
+        source: mysql_async::Error,
+        /// What to fix, with a leading space; empty when unknown.
+        hint: &'static str,
+        /// Whether retrying can help.
+        kind: ErrorKind,
+    },
+    /// The source did not answer in time.
+    #[error("{context}: no answer within {waited:?}")]
+    NoAnswer {
+        /// What we were doing.
+        context: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The configured source address cannot be used.
+    #[error("source address `{address}` must be host:port (canal.instance.master.address)")]
+    BadAddress {
+        /// The address as configured.
+        address: String,
+    },
+    /// The source writes no binlog.
+    #[error("the source's binlog is off (log_bin=OFF): start it with log-bin=mysql-bin")]
+    BinlogOff,
+    /// The source logs statements, not rows.
+    #[error(
+        "the source logs binlog_format={format}; row changes need binlog_format=ROW \
+         (SET GLOBAL binlog_format=ROW and in the server configuration)"
+    )]
+    NotRowFormat {
+        /// The source's `binlog_format`.
+        format: String,
+    },
+    /// `SHOW MASTER STATUS` returned nothing.
+    #[error("the source has no binlog (SHOW MASTER STATUS is empty)")]
+    NoBinlog,
+    /// `SHOW BINARY LOGS` returned nothing.
+    #[error("the source lists no binlog files")]
+    NoBinlogFiles,
+    /// The replication account may not read information_schema.
+    #[error(
+        "cannot read table definitions from information_schema ({source}); the replication \
+         account needs SELECT"
+    )]
+    NoSchemaAccess {
+        /// The server's refusal.
+        source: mysql_async::ServerError,
+    },
+    /// Neither an event nor a heartbeat arrived for longer than the
+    /// heartbeat interval allows.
+    #[error("no binlog event or heartbeat for {waited:?}")]
+    StreamIdle {
+        /// How long the stream was silent.
+        waited: Duration,
+    },
+    /// The source ended a dump that should follow the binlog.
+    #[error("the source closed the binlog stream")]
+    StreamClosed,
+    /// Reading the binlog to its end for DDL took too long.
+    #[error("scanning the binlog for DDL timed out")]
+    ScanTimedOut,
+    /// A binlog file's first events did not arrive.
+    #[error("could not read the start of binlog file {file}")]
+    FileStartUnread {
+        /// The binlog file.
+        file: String,
+    },
 }
 
 impl ReplicaError {
+    /// A failure of mysql_async while doing `context` that a retry may fix.
+    pub fn transient(context: impl Into<String>, source: mysql_async::Error) -> Self {
+        ReplicaError::Sql {
+            context: context.into(),
+            source,
+            hint: "",
+            kind: ErrorKind::Transient,
+        }
+    }
+
+    /// Whether retrying can help.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ReplicaError::Sql { kind, .. } => *kind,
+            ReplicaError::NoAnswer { .. }
+            | ReplicaError::StreamIdle { .. }
+            | ReplicaError::StreamClosed
+            | ReplicaError::ScanTimedOut
+            | ReplicaError::FileStartUnread { .. } => ErrorKind::Transient,
+            ReplicaError::BadAddress { .. }
+            | ReplicaError::BinlogOff
+            | ReplicaError::NotRowFormat { .. }
+            | ReplicaError::NoBinlog
+            | ReplicaError::NoBinlogFiles
+            | ReplicaError::NoSchemaAccess { .. } => ErrorKind::Fatal,
+        }
+    }
+
+    /// Whether only an operator can fix it (see [`ErrorKind::Fatal`]).
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ReplicaError::Fatal(_))
+        self.kind() == ErrorKind::Fatal
     }
 }
 
@@ -55,8 +165,10 @@ const FATAL_SERVER_CODES: &[u16] = &[
     1955, // MariaDB: GTID strict mode violation
 ];
 
-fn classify(context: &str, error: mysql_async::Error) -> ReplicaError {
-    match &error {
+/// Sorts a mysql_async failure into transient and fatal, with a hint for
+/// the fatal ones an operator can fix.
+fn sql_error(context: &str, error: mysql_async::Error) -> ReplicaError {
+    let (kind, hint) = match &error {
         mysql_async::Error::Server(server) if FATAL_SERVER_CODES.contains(&server.code) => {
             let hint = match server.code {
                 1045 | 1044 => " (check canal.instance.dbUsername / dbPassword)",
@@ -71,37 +183,61 @@ fn classify(context: &str, error: mysql_async::Error) -> ReplicaError {
                 1371 | 1381 => " (enable the binlog on the source: log-bin)",
                 _ => "",
             };
-            ReplicaError::Fatal(format!("{context}: {error}{hint}"))
+            (ErrorKind::Fatal, hint)
         }
-        mysql_async::Error::Url(_) => ReplicaError::Fatal(format!("{context}: {error}")),
-        _ => ReplicaError::Transient(format!("{context}: {error}")),
+        mysql_async::Error::Url(_) => (ErrorKind::Fatal, ""),
+        _ => (ErrorKind::Transient, ""),
+    };
+    ReplicaError::Sql {
+        context: context.to_owned(),
+        source: error,
+        hint,
+        kind,
+    }
+}
+
+/// A failure of a running binlog dump. The source ends a dump with 1236
+/// when it cannot serve the position, which no reconnect fixes.
+pub fn dump_error(error: mysql_async::Error) -> ReplicaError {
+    match &error {
+        mysql_async::Error::Server(server) if server.code == 1236 => ReplicaError::Sql {
+            context: "the source stopped the binlog dump".into(),
+            source: error,
+            hint: " (the position may have been purged from the source's binlog; reset the \
+                   cursor to a position it still has)",
+            kind: ErrorKind::Fatal,
+        },
+        _ => ReplicaError::transient("binlog stream failed", error),
     }
 }
 
 /// What the source is and how its binlog is configured.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
+    /// `@@version`, e.g. `11.4.2-MariaDB`.
     pub version: String,
+    /// MySQL or MariaDB, from the version.
     pub flavor: ServerFlavor,
+    /// The source's own `@@server_id`.
     pub server_id: u32,
     /// `binlog_checksum=CRC32`.
     pub checksum: bool,
     /// `binlog_row_metadata=FULL`: the binlog names every column itself.
     pub full_row_metadata: bool,
+    /// `binlog_row_image` (FULL, MINIMAL, NOBLOB).
     pub row_image: String,
 }
 
 impl ServerInfo {
+    /// Whether the source speaks MariaDB's binlog dialect.
     pub fn is_mariadb(&self) -> bool {
         self.flavor == ServerFlavor::MariaDb
     }
 }
 
 fn split_address(address: &str) -> Result<(String, u16), ReplicaError> {
-    let invalid = || {
-        ReplicaError::Fatal(format!(
-            "source address `{address}` must be host:port (canal.instance.master.address)"
-        ))
+    let invalid = || ReplicaError::BadAddress {
+        address: address.to_owned(),
     };
     let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -129,11 +265,11 @@ pub async fn connect(config: &ReplicaConfig) -> Result<Conn, ReplicaError> {
         .wait_timeout(Some(28_800));
     let context = format!("cannot connect to the source {}", config.address);
     match tokio::time::timeout(config.connect_timeout, Conn::new(opts)).await {
-        Ok(result) => result.map_err(|e| classify(&context, e)),
-        Err(_) => Err(ReplicaError::Transient(format!(
-            "{context}: no answer within {:?}",
-            config.connect_timeout
-        ))),
+        Ok(result) => result.map_err(|e| sql_error(&context, e)),
+        Err(_) => Err(ReplicaError::NoAnswer {
+            context,
+            waited: config.connect_timeout,
+        }),
     }
 }
 
@@ -143,7 +279,7 @@ async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>, Replica
         Ok(value) => Ok(value.flatten()),
         // Unknown system variable on this server version.
         Err(mysql_async::Error::Server(e)) if e.code == 1193 => Ok(None),
-        Err(e) => Err(classify(&format!("cannot read @@{name}"), e)),
+        Err(e) => Err(sql_error(&format!("cannot read @@{name}"), e)),
     }
 }
 
@@ -154,18 +290,13 @@ pub async fn probe(conn: &mut Conn) -> Result<ServerInfo, ReplicaError> {
     let flavor = ServerFlavor::from_server_version(&version);
     let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();
     if !matches!(log_bin.as_str(), "1" | "ON") {
-        return Err(ReplicaError::Fatal(
-            "the source's binlog is off (log_bin=OFF): start it with log-bin=mysql-bin".into(),
-        ));
+        return Err(ReplicaError::BinlogOff);
     }
     let format = variable(conn, "global.binlog_format")
         .await?
         .unwrap_or_default();
     if !format.eq_ignore_ascii_case("ROW") {
-        return Err(ReplicaError::Fatal(format!(
-            "the source logs binlog_format={format}; row changes need binlog_format=ROW \
-             (SET GLOBAL binlog_format=ROW and in the server configuration)"
-        )));
+        return Err(ReplicaError::NotRowFormat { format });
     }
     let row_image = variable(conn, "global.binlog_row_image")
         .await?
@@ -200,8 +331,11 @@ pub async fn probe(conn: &mut Conn) -> Result<ServerInfo, ReplicaError> {
 /// The end of the source's binlog: file, position and executed GTIDs.
 #[derive(Debug, Clone)]
 pub struct BinlogEnd {
+    /// The binlog file being written.
     pub journal: String,
+    /// The offset where its next event will start.
     pub position: u64,
+    /// The executed GTID state, where the source has one.
     pub gtid: Option<GtidState>,
 }
 
@@ -213,17 +347,15 @@ pub async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<BinlogEnd,
         Err(mysql_async::Error::Server(e)) if e.code == 1064 => conn
             .query_first("SHOW BINARY LOG STATUS")
             .await
-            .map_err(|e| classify("cannot read the binlog position", e))?,
+            .map_err(|e| sql_error("cannot read the binlog position", e))?,
         Err(e) => {
-            return Err(classify(
+            return Err(sql_error(
                 "cannot read the binlog position (SHOW MASTER STATUS)",
                 e,
             ));
         }
     };
-    let row = row.ok_or_else(|| {
-        ReplicaError::Fatal("the source has no binlog (SHOW MASTER STATUS is empty)".into())
-    })?;
+    let row = row.ok_or(ReplicaError::NoBinlog)?;
     let journal: String = row.get(0).unwrap_or_default();
     let position: u64 = row.get(1).unwrap_or(4);
     let gtid = if info.is_mariadb() {
@@ -246,15 +378,29 @@ pub async fn binlog_end(conn: &mut Conn, info: &ServerInfo) -> Result<BinlogEnd,
     })
 }
 
-/// The binlog files the source still has, oldest first.
-pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, ReplicaError> {
+/// A binlog file the source still has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinlogFile {
+    /// The file name (`mysql-bin.000003`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The binlog files the source still has, oldest first (`SHOW BINARY LOGS`).
+pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<BinlogFile>, ReplicaError> {
     let rows: Vec<Row> = conn
         .query("SHOW BINARY LOGS")
         .await
-        .map_err(|e| classify("cannot list binlog files (SHOW BINARY LOGS)", e))?;
+        .map_err(|e| sql_error("cannot list binlog files (SHOW BINARY LOGS)", e))?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| r.get::<String, _>(0))
+        .filter_map(|row| {
+            Some(BinlogFile {
+                name: row.get_opt::<String, _>(0)?.ok()?,
+                size: row.get_opt::<u64, _>(1)?.ok()?,
+            })
+        })
         .collect())
 }
 
@@ -268,47 +414,67 @@ pub async fn mariadb_gtid_at(
     let value: Option<Option<String>> = conn
         .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (journal, position))
         .await
-        .map_err(|e| classify("cannot map the start position to a GTID position", e))?;
+        .map_err(|e| sql_error("cannot map the start position to a GTID position", e))?;
     Ok(value.flatten().and_then(|s| s.parse().ok()))
 }
 
 /// Where a dump starts.
 #[derive(Debug, Clone)]
 pub enum DumpStart {
-    File { journal: String, position: u64 },
+    /// At a file position.
+    File {
+        /// The binlog file.
+        journal: String,
+        /// The offset of an event start in it.
+        position: u64,
+    },
+    /// After the transactions of a GTID state.
     Gtid(GtidState),
+}
+
+/// Whether a dump waits for new events at the end of the binlog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpMode {
+    /// Follow the binlog as it grows (the live source).
+    Follow,
+    /// End at the binlog's current end (scans).
+    ToEnd,
+}
+
+/// Connects to the source and reads its settings (see [`probe`]).
+pub async fn connect_and_probe(config: &ReplicaConfig) -> Result<(Conn, ServerInfo), ReplicaError> {
+    let mut conn = connect(config).await?;
+    let info = probe(&mut conn).await?;
+    Ok((conn, info))
+}
+
+/// Opens a dump of its own beside the main one, as replica `server_id` so
+/// that it does not displace the main dump (which the source would end).
+pub async fn open_side_dump(
+    config: &ReplicaConfig,
+    server_id: u32,
+    start: &DumpStart,
+    mode: DumpMode,
+) -> Result<(BinlogStream, ServerInfo), ReplicaError> {
+    let (conn, info) = connect_and_probe(config).await?;
+    let config = ReplicaConfig {
+        server_id,
+        ..config.clone()
+    };
+    let stream = open_stream(conn, &info, &config, start, mode).await?;
+    Ok((stream, info))
 }
 
 /// Turns `conn` into a binlog stream from `start`, announcing the replica's
 /// capabilities in the source's dialect.
 pub async fn open_stream(
-    conn: Conn,
-    info: &ServerInfo,
-    config: &ReplicaConfig,
-    start: &DumpStart,
-) -> Result<BinlogStream, ReplicaError> {
-    open_dump(conn, info, config, start, false).await
-}
-
-/// Like [`open_stream`], but the stream ends at the current end of the
-/// binlog instead of waiting for more (for scanning).
-pub async fn open_stream_non_blocking(
-    conn: Conn,
-    info: &ServerInfo,
-    config: &ReplicaConfig,
-    start: &DumpStart,
-) -> Result<BinlogStream, ReplicaError> {
-    open_dump(conn, info, config, start, true).await
-}
-
-async fn open_dump(
     mut conn: Conn,
     info: &ServerInfo,
     config: &ReplicaConfig,
     start: &DumpStart,
-    non_blocking: bool,
+    mode: DumpMode,
 ) -> Result<BinlogStream, ReplicaError> {
-    let setup = |e| classify("cannot prepare the binlog dump", e);
+    let setup = |e| sql_error("cannot prepare the binlog dump", e);
     // Ask for checksums as the source writes them; mysql_async then sets
     // @master_binlog_checksum itself, so events keep their CRC32 to verify.
     conn.query_drop("SET @master_binlog_checksum = @@global.binlog_checksum")
@@ -334,7 +500,7 @@ async fn open_dump(
         }
     }
     let mut request = BinlogStreamRequest::new(config.server_id);
-    if non_blocking {
+    if mode == DumpMode::ToEnd {
         request = request.with_non_blocking();
     }
     let sids;
@@ -355,7 +521,7 @@ async fn open_dump(
     }
     conn.get_binlog_stream(request)
         .await
-        .map_err(|e| classify("cannot start the binlog dump", e))
+        .map_err(|e| sql_error("cannot start the binlog dump", e))
 }
 
 fn mysql_sids(set: &MysqlGtidSet) -> Vec<mysql_async::Sid<'static>> {
@@ -396,6 +562,44 @@ mod tests {
                 "55778904-0299-11f1-b1b8-4ef0c4956feb:mytag:1-2"
             ]
         );
+    }
+
+    #[test]
+    fn errors_say_whether_retrying_helps() {
+        let server = |code| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "no".into(),
+                state: "HY000".into(),
+            })
+        };
+        let purged = dump_error(server(1236));
+        assert_eq!(purged.kind(), ErrorKind::Fatal);
+        assert!(
+            purged
+                .to_string()
+                .starts_with("the source stopped the binlog dump: "),
+            "{purged}"
+        );
+        assert!(purged.to_string().ends_with("to a position it still has)"));
+        assert_eq!(dump_error(server(2013)).kind(), ErrorKind::Transient);
+        let denied = sql_error("cannot connect to the source db:3306", server(1045));
+        assert!(denied.is_fatal());
+        assert!(
+            denied
+                .to_string()
+                .ends_with("(check canal.instance.dbUsername / dbPassword)")
+        );
+        assert!(!sql_error("cannot read @@version", server(2006)).is_fatal());
+        assert_eq!(
+            ReplicaError::NotRowFormat {
+                format: "MIXED".into()
+            }
+            .to_string(),
+            "the source logs binlog_format=MIXED; row changes need binlog_format=ROW \
+             (SET GLOBAL binlog_format=ROW and in the server configuration)"
+        );
+        assert!(!ReplicaError::StreamClosed.is_fatal());
     }
 
     #[test]

@@ -17,27 +17,29 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use mysql_common::binlog::{
-    consts::EventType as Bt,
-    events::{Event, RotateEvent},
-};
+use mysql_common::binlog::{consts::EventType as Bt, events::Event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::adapter::StreamAdapter;
 use super::{
     change::{ChangeEvent, ChangeKind},
     decode::{DecodeError, Decoder},
-    event::{SourceEvent, verify_checksum},
-    file::unpack_transaction_payload,
+    event::{ChecksumError, SourceEvent},
+    file::PayloadError,
     gtid::GtidState,
+    guard::ParseError,
     position::{LogPosition, StartPosition},
-    replica::{self, DumpStart, ReplicaConfig, ReplicaError, ServerInfo},
+    replica::{self, DumpMode, DumpStart, ReplicaConfig, ReplicaError, ServerInfo},
     schema::{self, SharedLookup},
 };
+
+mod adapter;
 
 /// Settings of a live source.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
+    /// How to reach the source.
     pub replica: ReplicaConfig,
     /// Where to start when there is no checkpoint yet.
     pub start: StartPosition,
@@ -46,30 +48,61 @@ pub struct SourceConfig {
     pub resume_by_gtid: bool,
     /// Back-off between reconnect attempts: doubles from `min` up to `max`.
     pub reconnect_min: Duration,
+    /// The longest back-off between reconnect attempts.
     pub reconnect_max: Duration,
 }
 
 /// Why the source stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// Talking to the source failed in a way retrying cannot fix.
     #[error("{0}")]
-    Replica(ReplicaError),
+    Replica(#[from] ReplicaError),
+    /// An event could not be turned into changes.
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    #[error("the binlog event at {journal}:{offset} is damaged: {reason}")]
+    /// An event arrived damaged.
+    #[error("the binlog event at {journal}:{offset} is damaged: {damage}")]
     Damaged {
+        /// The binlog file the event is in.
         journal: String,
+        /// Where the event starts.
         offset: u64,
-        reason: String,
+        /// What is wrong with it.
+        damage: Damage,
+    },
+}
+
+/// What is wrong with a damaged event.
+#[derive(Debug, thiserror::Error)]
+pub enum Damage {
+    /// A ROTATE event did not parse.
+    #[error("{0}")]
+    Rotate(ParseError),
+    /// The event's checksum does not match its bytes.
+    #[error("{0}")]
+    Checksum(ChecksumError),
+    /// A TRANSACTION_PAYLOAD could not be unpacked.
+    #[error("TRANSACTION_PAYLOAD: {0}")]
+    Payload(PayloadError),
+    /// Events of a TRANSACTION_PAYLOAD never arrived.
+    #[error("{missing} events of a TRANSACTION_PAYLOAD are missing from the stream")]
+    PayloadIncomplete {
+        /// How many of the payload's events did not arrive.
+        missing: usize,
     },
 }
 
 /// Counters a metrics endpoint reads.
 #[derive(Debug, Default)]
 pub struct SourceStats {
+    /// Events read (each event unpacked from a payload counts).
     pub events: AtomicU64,
+    /// Binlog bytes read.
     pub bytes: AtomicU64,
+    /// Changes sent downstream.
     pub entries: AtomicU64,
+    /// Connections lost and retried.
     pub reconnects: AtomicU64,
     /// Binlog time of the last event read, or the local time of the last
     /// heartbeat (the source had nothing newer), ms since the epoch.
@@ -83,7 +116,9 @@ pub struct SourceStats {
 /// The end of the last complete event group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The binlog file.
     pub journal: String,
+    /// The offset where the next event group starts.
     pub position: u64,
     /// The executed GTID state there, when complete (known from the start
     /// of the stream, not just from the GTIDs seen since).
@@ -112,6 +147,7 @@ pub struct BinlogSource {
 }
 
 impl BinlogSource {
+    /// A source that has not connected yet; [`BinlogSource::run`] does.
     pub fn new(config: SourceConfig, decoder: Decoder) -> Self {
         BinlogSource {
             config,
@@ -153,6 +189,7 @@ impl BinlogSource {
         }
     }
 
+    /// The counters, shared with whoever reports them.
     pub fn stats(&self) -> Arc<SourceStats> {
         self.stats.clone()
     }
@@ -208,12 +245,7 @@ impl BinlogSource {
         sink: &mpsc::Sender<ChangeEvent>,
         cancel: &CancellationToken,
     ) -> Result<Stop, SourceError> {
-        let mut conn = replica::connect(&self.config.replica)
-            .await
-            .map_err(SourceError::Replica)?;
-        let info = replica::probe(&mut conn)
-            .await
-            .map_err(SourceError::Replica)?;
+        let (mut conn, info) = replica::connect_and_probe(&self.config.replica).await?;
         let start = self.dump_start(&mut conn, &info).await?;
         tracing::info!(
             source = %self.config.replica.address,
@@ -226,35 +258,10 @@ impl BinlogSource {
             self.decoder.set_gtid_state(Some(state.clone()));
         }
         self.decoder.reset_stream();
-        if !info.full_row_metadata && (self.schema.is_none() || self.schema_optional) {
-            // Without table-map metadata, names come from information_schema,
-            // checked against the DDL in the binlog (see schema.rs).
-            let tables = self.decoder.filter().tables.clone();
-            let lookup = schema::initial_lookup(&self.config.replica, &info, &tables, &start, None)
-                .await
-                .map_err(SourceError::Replica)?;
-            self.install_lookup(lookup, false);
-        } else if info.full_row_metadata && !self.schema_tried {
-            // The binlog describes every table but its declared types
-            // (display widths, ZEROFILL, FLOAT(M,D), INET6...), which canal
-            // prints: take them from the same position-checked lookup, and
-            // keep the binlog's types wherever it cannot answer.
-            self.schema_tried = true;
-            let tables = self.decoder.filter().tables.clone();
-            let limit = Some(schema::DECLARED_TYPES_SCAN_LIMIT);
-            match schema::initial_lookup(&self.config.replica, &info, &tables, &start, limit).await
-            {
-                Ok(lookup) => self.install_lookup(lookup, true),
-                Err(error) => tracing::info!(
-                    %error,
-                    "declared column types are not available; mysqlType comes from the binlog's \
-                     table metadata (display widths and ZEROFILL are not in it)"
-                ),
-            }
-        }
-        let mut stream = replica::open_stream(conn, &info, &self.config.replica, &start)
-            .await
-            .map_err(SourceError::Replica)?;
+        self.prepare_schema_lookup(&info, &start).await?;
+        let mut stream =
+            replica::open_stream(conn, &info, &self.config.replica, &start, DumpMode::Follow)
+                .await?;
         let mut adapter = StreamAdapter::new(&info, &start);
         let idle_limit = self.config.replica.heartbeat * 3 + Duration::from_secs(5);
         let mut changes = Vec::new();
@@ -264,70 +271,129 @@ impl BinlogSource {
                 _ = cancel.cancelled() => return Ok(Stop::Cancelled),
             };
             let event = match next {
-                Err(_) => {
-                    return Err(SourceError::Replica(ReplicaError::Transient(format!(
-                        "no binlog event or heartbeat for {idle_limit:?}"
-                    ))));
-                }
-                Ok(None) => {
-                    return Err(SourceError::Replica(ReplicaError::Transient(
-                        "the source closed the binlog stream".into(),
-                    )));
-                }
-                Ok(Some(Err(error))) => return Err(SourceError::Replica(stream_error(error))),
+                Err(_) => return Err(ReplicaError::StreamIdle { waited: idle_limit }.into()),
+                Ok(None) => return Err(ReplicaError::StreamClosed.into()),
+                Ok(Some(Err(error))) => return Err(replica::dump_error(error).into()),
                 Ok(Some(Ok(event))) => event,
             };
-            let now_ms = jiff::Timestamp::now().as_millisecond();
-            self.stats.last_seen_ms.store(now_ms, Ordering::Relaxed);
-            if event.header().event_type_raw() == Bt::HEARTBEAT_EVENT as u8 {
-                // The source sends heartbeats only when it has nothing newer:
-                // everything up to now has been read, so there is no delay.
-                self.stats.last_event_ms.store(now_ms, Ordering::Relaxed);
-            }
+            self.note_arrival(&event);
             self.apply_filter_update();
-            if let Some(event) = adapter.place(event)? {
-                self.stats.events.fetch_add(1, Ordering::Relaxed);
-                if !event.in_payload {
-                    self.stats
-                        .bytes
-                        .fetch_add(event.end - event.start, Ordering::Relaxed);
-                }
-                let timestamp = i64::from(event.event.header().timestamp()) * 1000;
-                if timestamp > 0 {
-                    self.stats.last_event_ms.store(timestamp, Ordering::Relaxed);
-                }
-                self.decode_with_reloads(&event, &mut changes).await?;
-                for change in changes.drain(..) {
-                    if !self.should_emit(&change) {
-                        continue;
-                    }
-                    self.last_emitted = Some((
-                        change.position.journal_name.clone(),
-                        change.position.position,
-                    ));
-                    self.stats.entries.fetch_add(1, Ordering::Relaxed);
-                    if sink.send(change).await.is_err() {
-                        return Ok(Stop::SinkClosed);
-                    }
-                }
-                if !self.decoder.in_group() && event.end > 0 && !event.is_artificial() {
-                    let checkpoint = Checkpoint {
-                        journal: event.journal.to_string(),
-                        position: event.end,
-                        gtid: self
-                            .gtid_complete
-                            .then(|| self.decoder.gtid_state().cloned())
-                            .flatten(),
-                    };
-                    *self
-                        .stats
-                        .position
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(checkpoint.clone());
-                    self.checkpoint = Some(checkpoint);
-                }
+            let Some(event) = adapter.place(event)? else {
+                continue;
+            };
+            self.note_placed(&event);
+            self.decode_with_reloads(&event, &mut changes).await?;
+            if !self.emit(sink, &mut changes).await {
+                return Ok(Stop::SinkClosed);
+            }
+            self.advance_checkpoint(&event);
+        }
+    }
+
+    /// Builds the information_schema lookup the decoder needs: without full
+    /// row metadata a mandatory one, once (its DDL tracking keeps it true
+    /// across reconnects); with it, an optional one for declared types, tried
+    /// once whether or not it loads.
+    async fn prepare_schema_lookup(
+        &mut self,
+        info: &ServerInfo,
+        start: &DumpStart,
+    ) -> Result<(), SourceError> {
+        let tables = self.decoder.filter().tables.clone();
+        if !info.full_row_metadata && (self.schema.is_none() || self.schema_optional) {
+            // Without table-map metadata, names come from information_schema,
+            // checked against the DDL in the binlog (see schema.rs).
+            let lookup =
+                schema::initial_lookup(&self.config.replica, info, &tables, start, None).await?;
+            self.install_lookup(lookup, false);
+        } else if info.full_row_metadata && !self.schema_tried {
+            // The binlog describes every table but its declared types
+            // (display widths, ZEROFILL, FLOAT(M,D), INET6...), which canal
+            // prints: take them from the same position-checked lookup, and
+            // keep the binlog's types wherever it cannot answer.
+            self.schema_tried = true;
+            let limit = Some(schema::DECLARED_TYPES_SCAN_LIMIT);
+            match schema::initial_lookup(&self.config.replica, info, &tables, start, limit).await {
+                Ok(lookup) => self.install_lookup(lookup, true),
+                Err(error) => tracing::info!(
+                    %error,
+                    "declared column types are not available; mysqlType comes from the binlog's \
+                     table metadata (display widths and ZEROFILL are not in it)"
+                ),
             }
         }
+        Ok(())
+    }
+
+    /// Records that the source is alive: every event counts, and a
+    /// heartbeat also says that nothing newer is waiting.
+    fn note_arrival(&self, event: &Event) {
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        self.stats.last_seen_ms.store(now_ms, Ordering::Relaxed);
+        if event.header().event_type_raw() == Bt::HEARTBEAT_EVENT as u8 {
+            // The source sends heartbeats only when it has nothing newer:
+            // everything up to now has been read, so there is no delay.
+            self.stats.last_event_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an event with a place in the binlog.
+    fn note_placed(&self, event: &SourceEvent) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        if !event.in_payload {
+            self.stats
+                .bytes
+                .fetch_add(event.end - event.start, Ordering::Relaxed);
+        }
+        let timestamp = i64::from(event.event.header().timestamp()) * 1000;
+        if timestamp > 0 {
+            self.stats.last_event_ms.store(timestamp, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the decoded changes downstream has not seen; `false` once the
+    /// sink is closed.
+    async fn emit(
+        &mut self,
+        sink: &mpsc::Sender<ChangeEvent>,
+        changes: &mut Vec<ChangeEvent>,
+    ) -> bool {
+        for change in changes.drain(..) {
+            if !self.should_emit(&change) {
+                continue;
+            }
+            self.last_emitted = Some((
+                change.position.journal_name.clone(),
+                change.position.position,
+            ));
+            self.stats.entries.fetch_add(1, Ordering::Relaxed);
+            if sink.send(change).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Moves the checkpoint to the end of `event` when it closes an event
+    /// group and has a place in a binlog file.
+    fn advance_checkpoint(&mut self, event: &SourceEvent) {
+        if self.decoder.in_group() || event.end == 0 || event.is_artificial() {
+            return;
+        }
+        let checkpoint = Checkpoint {
+            journal: event.journal.to_string(),
+            position: event.end,
+            gtid: self
+                .gtid_complete
+                .then(|| self.decoder.gtid_state().cloned())
+                .flatten(),
+        };
+        *self
+            .stats
+            .position
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(checkpoint.clone());
+        self.checkpoint = Some(checkpoint);
     }
 
     fn install_lookup(&mut self, lookup: schema::InfoSchemaLookup, optional: bool) {
@@ -386,7 +452,7 @@ impl BinlogSource {
                             );
                             shared.unavailable(&schema, &table, error.to_string());
                         }
-                        Err(error) => return Err(SourceError::Replica(error)),
+                        Err(error) => return Err(error.into()),
                     }
                 }
                 other => return other.map_err(SourceError::from),
@@ -424,7 +490,6 @@ impl BinlogSource {
         conn: &mut mysql_async::Conn,
         info: &ServerInfo,
     ) -> Result<DumpStart, SourceError> {
-        let fatal = SourceError::Replica;
         if let Some(checkpoint) = &self.checkpoint {
             return Ok(match (&checkpoint.gtid, self.config.resume_by_gtid) {
                 (Some(gtid), true) => DumpStart::Gtid(gtid.clone()),
@@ -441,9 +506,8 @@ impl BinlogSource {
             } => {
                 if self.config.resume_by_gtid && info.is_mariadb() {
                     // Learn the GTID position so later reconnects can use it.
-                    if let Some(pos) = replica::mariadb_gtid_at(conn, &journal_name, position)
-                        .await
-                        .map_err(fatal)?
+                    if let Some(pos) =
+                        replica::mariadb_gtid_at(conn, &journal_name, position).await?
                     {
                         self.decoder.set_gtid_state(Some(GtidState::Mariadb(pos)));
                         self.gtid_complete = true;
@@ -459,7 +523,7 @@ impl BinlogSource {
                 DumpStart::Gtid(state)
             }
             StartPosition::Latest => {
-                let end = replica::binlog_end(conn, info).await.map_err(fatal)?;
+                let end = replica::binlog_end(conn, info).await?;
                 if let Some(gtid) = end.gtid {
                     self.decoder.set_gtid_state(Some(gtid));
                     self.gtid_complete = true;
@@ -490,185 +554,55 @@ impl BinlogSource {
         conn: &mut mysql_async::Conn,
         ms: i64,
     ) -> Result<String, SourceError> {
-        let files = replica::binlog_files(conn)
-            .await
-            .map_err(SourceError::Replica)?;
-        let mut chosen = files.first().cloned().ok_or_else(|| {
-            SourceError::Replica(ReplicaError::Fatal(
-                "the source lists no binlog files".into(),
-            ))
-        })?;
+        let files = replica::binlog_files(conn).await?;
+        let mut chosen = files.first().ok_or(ReplicaError::NoBinlogFiles)?;
         for file in files.iter().rev() {
-            let created = self.file_created_ms(file).await?;
+            let created = self.file_created_ms(&file.name).await?;
             if created <= ms {
-                chosen = file.clone();
+                chosen = file;
                 break;
             }
         }
-        Ok(chosen)
+        Ok(chosen.name.clone())
     }
 
     /// The creation time of a binlog file: its FORMAT_DESCRIPTION event's.
     async fn file_created_ms(&self, file: &str) -> Result<i64, SourceError> {
-        let mut conn = replica::connect(&self.config.replica)
-            .await
-            .map_err(SourceError::Replica)?;
-        let info = replica::probe(&mut conn)
-            .await
-            .map_err(SourceError::Replica)?;
         let start = DumpStart::File {
             journal: file.to_owned(),
             position: 4,
         };
-        let mut config = self.config.replica.clone();
-        // A different replica id so the probe does not displace the main dump.
-        config.server_id = config.server_id.wrapping_add(1_000_000_000);
-        let mut stream = replica::open_stream(conn, &info, &config, &start)
-            .await
-            .map_err(SourceError::Replica)?;
+        let (mut stream, _) = replica::open_side_dump(
+            &self.config.replica,
+            self.config
+                .replica
+                .server_id
+                .wrapping_add(TIMESTAMP_PROBE_ID_OFFSET),
+            &start,
+            DumpMode::Follow,
+        )
+        .await?;
         while let Ok(Some(event)) =
             tokio::time::timeout(Duration::from_secs(10), stream.next()).await
         {
-            let event = event.map_err(|e| SourceError::Replica(stream_error(e)))?;
+            let event = event.map_err(replica::dump_error)?;
             if event.header().event_type_raw() == Bt::FORMAT_DESCRIPTION_EVENT as u8 {
                 let _ = stream.close().await;
                 return Ok(i64::from(event.header().timestamp()) * 1000);
             }
         }
-        Err(SourceError::Replica(ReplicaError::Transient(format!(
-            "could not read the start of binlog file {file}"
-        ))))
+        Err(ReplicaError::FileStartUnread {
+            file: file.to_owned(),
+        }
+        .into())
     }
 }
+
+/// Added to the replica's server id for the dump that reads a file's
+/// creation time, so that it does not displace the main dump.
+const TIMESTAMP_PROBE_ID_OFFSET: u32 = 1_000_000_000;
 
 enum Stop {
     Cancelled,
     SinkClosed,
-}
-
-fn stream_error(error: mysql_async::Error) -> ReplicaError {
-    match &error {
-        mysql_async::Error::Server(server) if server.code == 1236 => ReplicaError::Fatal(format!(
-            "the source stopped the binlog dump: {error} (the position may have been purged from \
-             the source's binlog; reset the cursor to a position it still has)"
-        )),
-        _ => ReplicaError::Transient(format!("binlog stream failed: {error}")),
-    }
-}
-
-/// Gives each event of a live stream its file and offsets: the journal from
-/// ROTATE events, offsets from each header's end position, the payload's
-/// position for events mysql_async unpacks from a TRANSACTION_PAYLOAD.
-struct StreamAdapter {
-    journal: Arc<str>,
-    checksum: bool,
-    payload: Option<PayloadInProgress>,
-    seen_format: bool,
-}
-
-struct PayloadInProgress {
-    start: u64,
-    end: u64,
-    inner_seen: usize,
-    expected: usize,
-}
-
-impl StreamAdapter {
-    fn new(info: &ServerInfo, start: &DumpStart) -> Self {
-        let journal = match start {
-            DumpStart::File { journal, .. } => journal.as_str(),
-            DumpStart::Gtid(_) => "",
-        };
-        StreamAdapter {
-            journal: Arc::from(journal),
-            checksum: info.checksum,
-            payload: None,
-            seen_format: false,
-        }
-    }
-
-    /// Places one stream event; `None` for events that only carry position.
-    fn place(&mut self, event: Event) -> Result<Option<SourceEvent>, SourceError> {
-        let header = event.header();
-        let code = header.event_type_raw();
-        let log_pos = u64::from(header.log_pos());
-        let size = u64::from(header.event_size());
-        if let Some(payload) = &mut self.payload {
-            if log_pos == 0 && payload.inner_seen < payload.expected {
-                payload.inner_seen += 1;
-                let placed = SourceEvent {
-                    event,
-                    journal: self.journal.clone(),
-                    start: payload.start,
-                    end: payload.end,
-                    in_payload: true,
-                };
-                return Ok(Some(placed));
-            }
-            self.payload = None;
-        }
-        let damaged = |reason: String| SourceError::Damaged {
-            journal: self.journal.to_string(),
-            offset: log_pos.saturating_sub(size),
-            reason,
-        };
-        if code == Bt::ROTATE_EVENT as u8 {
-            let rotate = super::guard::guarded(|| event.read_event::<RotateEvent<'_>>())
-                .map_err(&damaged)?;
-            let mut name = rotate.name_raw().to_vec();
-            // The first (fake) ROTATE arrives before the FORMAT_DESCRIPTION
-            // event, so the reader cannot know it carries a checksum, which
-            // is left on the file name (mysql_async issue 189).
-            if self.checksum && !self.seen_format && name.len() > 4 {
-                name.truncate(name.len() - 4);
-            }
-            self.journal = Arc::from(String::from_utf8_lossy(&name).as_ref());
-            return Ok(None);
-        }
-        if code == Bt::FORMAT_DESCRIPTION_EVENT as u8 {
-            self.seen_format = true;
-        }
-        if code == Bt::HEARTBEAT_EVENT as u8 {
-            return Ok(None);
-        }
-        verify_checksum(&event).map_err(|e| damaged(e.to_string()))?;
-        let artificial = header.flags_raw() & super::event::ARTIFICIAL_FLAG != 0 || log_pos == 0;
-        let (start, end) = if artificial || log_pos < size {
-            (0, 0)
-        } else {
-            (log_pos - size, log_pos)
-        };
-        let placed = SourceEvent {
-            event,
-            journal: self.journal.clone(),
-            start,
-            end,
-            in_payload: false,
-        };
-        if code == Bt::TRANSACTION_PAYLOAD_EVENT as u8 {
-            // mysql_async unpacks the payload and yields its events next (with
-            // log_pos 0); count them so that a payload it failed to unpack is
-            // an error here rather than a silently missing transaction.
-            let mut reader = mysql_common::binlog::EventStreamReader::new(
-                mysql_common::binlog::consts::BinlogVersion::Version4,
-            );
-            let expected = unpack_transaction_payload(&mut reader, &placed)
-                .map_err(|reason| damaged(format!("TRANSACTION_PAYLOAD: {reason}")))?
-                .len();
-            self.payload = Some(PayloadInProgress {
-                start,
-                end,
-                inner_seen: 0,
-                expected,
-            });
-        } else if let Some(payload) = &self.payload
-            && payload.inner_seen < payload.expected
-        {
-            return Err(damaged(format!(
-                "{} events of a TRANSACTION_PAYLOAD are missing from the stream",
-                payload.expected - payload.inner_seen
-            )));
-        }
-        Ok(Some(placed))
-    }
 }
