@@ -8,6 +8,7 @@ use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteErr
 
 use super::{
     ObservedKey, ObserverSettings, ZkAdminError,
+    error::InvalidRequest,
     key::{Paths, check_client_id, is_client_id, sort_client_ids},
     session,
 };
@@ -51,7 +52,7 @@ pub async fn reset_cursors(
 ) -> Result<Vec<String>, ZkAdminError> {
     check_position(position)?;
     if let Some(id) = client_id {
-        check_client_id(id).map_err(ZkAdminError::Invalid)?;
+        check_client_id(id)?;
     }
     let (client, paths) = connect(key).await?;
     let outcome = tokio::time::timeout(
@@ -60,11 +61,10 @@ pub async fn reset_cursors(
     )
     .await
     .unwrap_or_else(|_| {
-        Err(ZkAdminError::Unreachable {
-            reason: format!(
-                "the cursor reset of {} got no answer from ZooKeeper within {ADMIN_TIMEOUT:?}",
-                paths.destination
-            ),
+        Err(ZkAdminError::TimedOut {
+            operation: "the cursor reset of",
+            path: paths.destination.clone(),
+            after: ADMIN_TIMEOUT,
         })
     });
     // Dropping the last handle closes the session: the lock goes with it
@@ -337,11 +337,10 @@ pub async fn delete_destination(key: &ObservedKey) -> Result<(), ZkAdminError> {
     })
     .await;
     deleted.unwrap_or_else(|_| {
-        Err(ZkAdminError::Unreachable {
-            reason: format!(
-                "deleting {} got no answer from ZooKeeper within {ADMIN_TIMEOUT:?}",
-                paths.destination
-            ),
+        Err(ZkAdminError::TimedOut {
+            operation: "deleting",
+            path: paths.destination.clone(),
+            after: ADMIN_TIMEOUT,
         })
     })
 }
@@ -364,30 +363,29 @@ async fn delete_tree(client: &Client, path: &str) -> Result<(), (String, ZkError
 
 /// A session of its own for one admin operation.
 async fn connect(key: &ObservedKey) -> Result<(Client, Paths), ZkAdminError> {
-    let session = key.session_key().map_err(ZkAdminError::Invalid)?;
-    let paths = Paths::new(&key.destination).map_err(ZkAdminError::Invalid)?;
+    let session = key.session_key()?;
+    let paths = Paths::new(&key.destination)?;
     let client = session::open(
         &session.connect,
         session.auth.as_ref(),
         &ObserverSettings::default(),
     )
     .await
-    .map_err(|reason| ZkAdminError::Unreachable { reason })?;
+    .map_err(ZkAdminError::Unreachable)?;
     Ok((client, paths))
 }
 
 /// A position canal-server can resume from.
 fn check_position(position: &LogPosition) -> Result<(), ZkAdminError> {
     if position.journal_name.is_empty() && position.gtid.is_empty() {
-        return Err(ZkAdminError::Invalid(
-            "the reset position has neither a binlog file name (journalName) nor a GTID set".into(),
-        ));
+        return Err(InvalidRequest::NoPosition.into());
     }
     if !position.journal_name.is_empty() && position.position < 4 {
-        return Err(ZkAdminError::Invalid(format!(
-            "binlog position {} in {} is before the first event; positions start at 4",
-            position.position, position.journal_name
-        )));
+        return Err(InvalidRequest::BeforeFirstEvent {
+            journal_name: position.journal_name.clone(),
+            position: position.position,
+        }
+        .into());
     }
     Ok(())
 }

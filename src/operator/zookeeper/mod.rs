@@ -33,8 +33,9 @@ mod view;
 
 pub use admin::{FENCE_GRACE, RESET_ADDRESS, delete_destination, reset_cursors};
 pub use bridge::{facts, reset_position};
-pub use error::ZkAdminError;
-pub use key::{ObservedKey, check_client_id, check_destination};
+pub use error::{InvalidRequest, ZkAdminError};
+pub use key::{KeyError, ObservedKey, check_client_id, check_destination};
 pub use observer::Observer;
+pub use session::SessionError;
 pub use settings::ObserverSettings;
 pub use view::{ClientCursor, DestinationView, Observation, RunningView};

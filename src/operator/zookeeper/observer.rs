@@ -88,7 +88,7 @@ impl Observer {
             .and_then(|s| Paths::new(&key.destination).map(|p| (s, p)))
         {
             Ok(found) => found,
-            Err(reason) => return watch::channel(Observation::Unreachable(reason)).1,
+            Err(reason) => return watch::channel(Observation::Unreachable(reason.to_string())).1,
         };
         state
             .sessions
