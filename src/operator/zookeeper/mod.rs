@@ -1,5 +1,6 @@
 //! The operator's view of canal destinations in ZooKeeper, and the two
-//! changes it makes there (docs: /work/shared/canal/ZOOKEEPER.md layout).
+//! changes it makes there (canal's node layout: the ZooKeeper table in
+//! `docs/operations.md`).
 //!
 //! ```text
 //!  Observer ── one SharedSession per (connect string, digest auth)
