@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError, Stat};
+use zookeeper_client::{
+    Acls, Client, CreateMode, Error as ZkError, MultiWriteError, MultiWriter, Stat,
+};
 
 use super::{
     ObservedKey, ObserverSettings, ZkAdminError,
@@ -243,46 +245,7 @@ async fn write_cursors(
         // The path of every operation, for errors.
         let mut operations = Vec::new();
         for id in ids {
-            let path = paths.cursor(id);
-            let existing: Option<(Vec<u8>, Stat)> = match client.get_data(&path).await {
-                Ok(found) => Some(found),
-                Err(ZkError::NoNode) => None,
-                Err(error) => return Err(ZkAdminError::request("read", &path, error)),
-            };
-            let source = existing
-                .as_ref()
-                .and_then(|(data, _)| json::parse(data).ok())
-                .map(|r| (r.source_host, r.source_port))
-                .unwrap_or_default();
-            let record = CursorRecord {
-                position: position.clone(),
-                source_host: source.0,
-                source_port: source.1,
-            };
-            let text = json::to_json(&record);
-            let prepared = match &existing {
-                Some((_, stat)) => {
-                    operations.push(path.clone());
-                    multi.add_set_data(&path, text.as_bytes(), Some(stat.version))
-                }
-                None => {
-                    let parent = paths.client(id);
-                    let has_parent = client
-                        .check_stat(&parent)
-                        .await
-                        .map_err(|e| ZkAdminError::request("read", &parent, e))?
-                        .is_some();
-                    let created = if has_parent {
-                        Ok(())
-                    } else {
-                        operations.push(parent.clone());
-                        multi.add_create(&parent, b"", &persistent())
-                    };
-                    operations.push(path.clone());
-                    created.and_then(|()| multi.add_create(&path, text.as_bytes(), &persistent()))
-                }
-            };
-            prepared.map_err(|e| ZkAdminError::request("prepare", &path, e))?;
+            add_cursor_write(client, paths, id, position, &mut multi, &mut operations).await?;
         }
         match multi.commit().await {
             Ok(_) => return Ok(()),
@@ -306,6 +269,60 @@ async fn write_cursors(
         }
     }
     Ok(())
+}
+
+/// Adds the write of `id`'s cursor to `multi`: a set at the version read
+/// when the cursor exists, else its creation (and its client node's when
+/// missing). The source address a cursor records is kept. Each operation's
+/// path goes to `operations`, in order.
+async fn add_cursor_write(
+    client: &Client,
+    paths: &Paths,
+    id: &str,
+    position: &LogPosition,
+    multi: &mut MultiWriter<'_>,
+    operations: &mut Vec<String>,
+) -> Result<(), ZkAdminError> {
+    let path = paths.cursor(id);
+    let existing: Option<(Vec<u8>, Stat)> = match client.get_data(&path).await {
+        Ok(found) => Some(found),
+        Err(ZkError::NoNode) => None,
+        Err(error) => return Err(ZkAdminError::request("read", &path, error)),
+    };
+    let source = existing
+        .as_ref()
+        .and_then(|(data, _)| json::parse(data).ok())
+        .map(|r| (r.source_host, r.source_port))
+        .unwrap_or_default();
+    let record = CursorRecord {
+        position: position.clone(),
+        source_host: source.0,
+        source_port: source.1,
+    };
+    let text = json::to_json(&record);
+    let prepared = match &existing {
+        Some((_, stat)) => {
+            operations.push(path.clone());
+            multi.add_set_data(&path, text.as_bytes(), Some(stat.version))
+        }
+        None => {
+            let parent = paths.client(id);
+            let has_parent = client
+                .check_stat(&parent)
+                .await
+                .map_err(|e| ZkAdminError::request("read", &parent, e))?
+                .is_some();
+            let created = if has_parent {
+                Ok(())
+            } else {
+                operations.push(parent.clone());
+                multi.add_create(&parent, b"", &persistent())
+            };
+            operations.push(path.clone());
+            created.and_then(|()| multi.add_create(&path, text.as_bytes(), &persistent()))
+        }
+    };
+    prepared.map_err(|e| ZkAdminError::request("prepare", &path, e))
 }
 
 /// Deletes `/otter/canal/destinations/{dest}` and everything below it (the
