@@ -575,7 +575,8 @@ fn cursor_reset_condition_names_the_nonce_and_the_clients() {
 fn a_transition_time_moves_only_when_the_status_flips() {
     let earlier = Timestamp::from_second(1_700_000_000).unwrap();
     let old = Verdict::new(READY, true, "Active", "x").stamp(&[], Some(1), earlier);
-    let same = Verdict::new(READY, true, "Active", "y").stamp(&[old.clone()], Some(2), now());
+    let same =
+        Verdict::new(READY, true, "Active", "y").stamp(std::slice::from_ref(&old), Some(2), now());
     assert_eq!(same.last_transition_time, Time(earlier));
     assert_eq!(
         (same.message.as_str(), same.observed_generation),

@@ -164,7 +164,7 @@ async fn follow(
             }
             changed = link.changed() => match changed {
                 Err(_) => Some(Exit::Cancelled),
-                Ok(()) => (!is_current(&*link.borrow(), generation)).then_some(Exit::SessionEnded),
+                Ok(()) => (!is_current(&link.borrow(), generation)).then_some(Exit::SessionEnded),
             },
             _ = cancel.cancelled() => Some(Exit::Cancelled),
         };
