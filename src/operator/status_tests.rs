@@ -376,3 +376,237 @@ fn reconciling_while_rolling_out_or_waiting_for_a_leader() {
     assert_eq!(condition(&waiting, RECONCILING).reason, "Progressing");
     assert_eq!(condition(&waiting, STALLED).status, "False");
 }
+
+fn pod_counts(desired: i32, replicas: i32, ready: i32, updated: i32) -> PodCounts {
+    PodCounts::of(Some(&statefulset(replicas, ready, updated)), desired)
+}
+
+fn verdict(v: &Verdict) -> (bool, &str, &str) {
+    (v.holds, v.reason, v.message.as_str())
+}
+
+#[test]
+fn pod_counts_roll_until_every_pod_is_updated_and_ready() {
+    assert!(!pod_counts(2, 2, 2, 2).rolling());
+    assert!(pod_counts(2, 2, 1, 2).rolling());
+    assert!(pod_counts(2, 2, 2, 1).rolling());
+    assert!(pod_counts(3, 2, 2, 2).rolling());
+    let mut unseen = statefulset(2, 2, 2);
+    unseen.metadata.generation = Some(8);
+    assert!(PodCounts::of(Some(&unseen), 2).rolling());
+    assert!(!PodCounts::of(None, 2).rolling(), "nothing to roll yet");
+}
+
+#[test]
+fn degraded_names_the_most_pressing_problem() {
+    let unready = pod_counts(2, 2, 0, 2);
+    let invalid = Outcome::Invalid {
+        reason: "InvalidSpec",
+        message: "spec.x".into(),
+    };
+    let unreachable = ZkState::Unreachable("refused".into());
+    let problem = degraded(&invalid, &unreachable, &unready);
+    assert_eq!(problem, Some(Problem::new("InvalidSpec", "spec.x")));
+    let problem = degraded(&Outcome::Applied, &unreachable, &unready);
+    assert_eq!(
+        problem,
+        Some(Problem::new(
+            "ZooKeeperUnreachable",
+            "ZooKeeper cannot be read: refused"
+        ))
+    );
+    let problem = degraded(&Outcome::Applied, &seen(), &unready);
+    assert_eq!(
+        problem.map(|p| p.message),
+        Some("none of the 2 pods is ready; see their events and logs".to_owned())
+    );
+    assert_eq!(
+        degraded(&Outcome::Applied, &seen(), &pod_counts(0, 2, 0, 2)),
+        None,
+        "scaling to zero is no problem"
+    );
+    assert_eq!(
+        verdict(&degraded_condition(None)),
+        (false, "AsExpected", "nothing needs attention")
+    );
+}
+
+#[test]
+fn progressing_tells_creating_from_rolling_out_from_settled() {
+    let creating = progressing_condition(&Outcome::Applied, &PodCounts::of(None, 2));
+    assert_eq!(
+        verdict(&creating),
+        (true, "Creating", "the StatefulSet is being created")
+    );
+    let rolling = progressing_condition(&Outcome::Applied, &pod_counts(2, 2, 1, 1));
+    assert_eq!(
+        verdict(&rolling),
+        (true, "RollingOut", "1 of 2 pods updated, 1 ready")
+    );
+    let paused = progressing_condition(&Outcome::Paused, &pod_counts(2, 2, 1, 1));
+    assert_eq!(
+        verdict(&paused),
+        (false, "Settled", "1 of 2 pods ready at the current spec")
+    );
+}
+
+#[test]
+fn paused_follows_the_flag() {
+    assert_eq!(paused_condition(true).reason, "Paused");
+    assert_eq!(
+        verdict(&paused_condition(false)),
+        (false, "Reconciling", "changes to the spec are applied")
+    );
+}
+
+#[test]
+fn ready_needs_an_active_server_and_no_problem_but_unready_pods() {
+    let server = ActiveServer {
+        address: "10.1.0.6:11111".into(),
+        pod: Some("orders-1".into()),
+        since: None,
+    };
+    let unready = Problem::new("NoReadyPods", "none ready");
+    assert_eq!(
+        verdict(&ready_condition(None, Some(&server), 2)),
+        (true, "Active", "orders-1 is serving the destination")
+    );
+    assert_eq!(
+        ready_condition(Some(&unready), Some(&server), 2).reason,
+        "Active",
+        "an active server still serves while its pod restarts"
+    );
+    assert_eq!(
+        ready_condition(Some(&unready), None, 2).reason,
+        "NoReadyPods"
+    );
+    assert_eq!(
+        ready_condition(Some(&Problem::new("ApplyFailed", "x")), Some(&server), 2).reason,
+        "ApplyFailed"
+    );
+    assert_eq!(
+        ready_condition(None, Some(&server), 0).reason,
+        "ScaledToZero"
+    );
+    let unnamed = ActiveServer {
+        pod: None,
+        ..server
+    };
+    assert_eq!(
+        ready_condition(None, Some(&unnamed), 2).message,
+        "10.1.0.6:11111 is serving the destination"
+    );
+    assert_eq!(ready_condition(None, None, 2).reason, "NoActiveServer");
+}
+
+#[test]
+fn only_an_invalid_spec_stalls() {
+    let invalid = Outcome::Invalid {
+        reason: "SecretMissing",
+        message: "spec.source.credentials".into(),
+    };
+    assert_eq!(
+        verdict(&stalled_condition(stalled(&invalid).as_ref())),
+        (true, "SecretMissing", "spec.source.credentials")
+    );
+    let refused = Outcome::ApplyFailed {
+        message: "denied".into(),
+    };
+    assert_eq!(stalled(&refused), None);
+    assert_eq!(
+        verdict(&stalled_condition(None)),
+        (false, "AsExpected", "nothing blocks reconciliation")
+    );
+}
+
+#[test]
+fn reconciling_while_rolling_out_or_waiting_and_not_when_blocked() {
+    let settled = pod_counts(2, 2, 2, 2);
+    let rolling = pod_counts(2, 2, 1, 1);
+    let applied = &Outcome::Applied;
+    assert_eq!(
+        reconciling_condition(applied, &rolling, false, true, false).message,
+        "the StatefulSet is rolling out"
+    );
+    assert_eq!(
+        reconciling_condition(applied, &settled, false, false, false).message,
+        "waiting for a server to take the destination"
+    );
+    for (paused, stalled) in [(true, false), (false, true)] {
+        assert_eq!(
+            verdict(&reconciling_condition(
+                applied, &settled, paused, false, stalled
+            )),
+            (false, "Settled", "the instance is at its spec")
+        );
+    }
+}
+
+#[test]
+fn cursor_reset_condition_names_the_nonce_and_the_clients() {
+    let applied = |client_ids: Vec<String>| {
+        CursorResetResult::Applied(AppliedCursorReset {
+            nonce: "n1".into(),
+            applied_at: "2027-01-15T08:00:00Z".into(),
+            client_ids,
+            succeeded: true,
+            message: None,
+        })
+    };
+    assert_eq!(
+        cursor_reset_condition(&applied(vec!["1001".into(), "1002".into()])).message,
+        "nonce n1: moved 1001, 1002 to the requested position"
+    );
+    assert_eq!(
+        cursor_reset_condition(&applied(Vec::new())).message,
+        "nonce n1: moved no client (none had a cursor) to the requested position"
+    );
+    let failed = CursorResetResult::Failed {
+        nonce: "n2".into(),
+        message: "no client".into(),
+    };
+    assert_eq!(
+        verdict(&cursor_reset_condition(&failed)),
+        (false, "Failed", "nonce n2: no client")
+    );
+}
+
+#[test]
+fn a_transition_time_moves_only_when_the_status_flips() {
+    let earlier = Timestamp::from_second(1_700_000_000).unwrap();
+    let old = Verdict::new(READY, true, "Active", "x").stamp(&[], Some(1), earlier);
+    let same =
+        Verdict::new(READY, true, "Active", "y").stamp(std::slice::from_ref(&old), Some(2), now());
+    assert_eq!(same.last_transition_time, Time(earlier));
+    assert_eq!(
+        (same.message.as_str(), same.observed_generation),
+        ("y", Some(2))
+    );
+    let flipped = Verdict::new(READY, false, "NoActiveServer", "z").stamp(&[old], Some(2), now());
+    assert_eq!(flipped.last_transition_time, Time(now()));
+}
+
+#[test]
+fn addresses_find_their_pod_and_cursors_their_lag() {
+    let pods = pods();
+    assert_eq!(pod_of(&pods, "10.1.0.5:11111").as_deref(), Some("orders-0"));
+    assert_eq!(
+        pod_of(&pods, "[10.1.0.6]:11111").as_deref(),
+        Some("orders-1")
+    );
+    assert_eq!(pod_of(&pods, "10.1.0.7:11111"), None);
+    let behind = cursor("1", "mysql-bin.000001", 4, now().as_millisecond() - 2_500);
+    assert_eq!(lag_seconds(&behind, now()), Some(2));
+    let ahead = cursor("1", "mysql-bin.000001", 4, now().as_millisecond() + 5_000);
+    assert_eq!(lag_seconds(&ahead, now()), Some(0), "clocks differ");
+    assert_eq!(lag_seconds(&cursor("1", "f", 4, 0), now()), None);
+    assert_eq!(
+        binlog_position(&behind).as_deref(),
+        Some("mysql-bin.000001:4")
+    );
+    let gtid_only = ClientCursorStatus {
+        position: None,
+        ..behind
+    };
+    assert_eq!(binlog_position(&gtid_only), None);
+}

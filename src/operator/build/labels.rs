@@ -11,6 +11,7 @@ pub const FIELD_MANAGER: &str = "canal-operator";
 pub const ROLE_FIELD_MANAGER: &str = "canal-operator-role";
 /// On the active pod: the client Service selects it.
 pub const ROLE_LABEL: &str = "canal.otter.dev/role";
+/// The value of [`ROLE_LABEL`] on the active pod.
 pub const ROLE_ACTIVE: &str = "active";
 /// On the pod template: changes when configuration or Secrets change.
 pub const CONFIG_HASH_ANNOTATION: &str = "canal.otter.dev/config-hash";
@@ -18,20 +19,26 @@ pub const CONFIG_HASH_ANNOTATION: &str = "canal.otter.dev/config-hash";
 pub const RESTART_ANNOTATION: &str = "canal.otter.dev/restart-nonce";
 /// The label StatefulSets put on pods with their ordinal (Kubernetes 1.28+).
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+/// The name of the pods' one container.
 pub const CONTAINER: &str = "canal-server";
 /// Where the ConfigMap is mounted (canal's conf directory).
 pub const CONF_DIR: &str = "/etc/canal";
 
+/// The names of an instance's children, all derived from the instance's
+/// own name.
 pub struct Names {
+    /// The CanalInstance's name.
     pub instance: String,
 }
 
 impl Names {
+    /// The names for `instance`.
     pub fn of(instance: &CanalInstance) -> Names {
         Names {
             instance: instance.metadata.name.clone().unwrap_or_default(),
         }
     }
+    /// The StatefulSet (and so the pods' name prefix).
     pub fn statefulset(&self) -> String {
         self.instance.clone()
     }
@@ -43,9 +50,11 @@ impl Names {
     pub fn members_service(&self) -> String {
         format!("{}-members", self.instance)
     }
+    /// The ConfigMap holding the rendered properties.
     pub fn config_map(&self) -> String {
         format!("{}-config", self.instance)
     }
+    /// The PodDisruptionBudget.
     pub fn pod_disruption_budget(&self) -> String {
         self.instance.clone()
     }

@@ -33,10 +33,15 @@ pub struct BuildInputs {
 /// Every child of one CanalInstance.
 #[derive(Debug, Clone)]
 pub struct Desired {
+    /// canal.properties and instance.properties.
     pub config_map: ConfigMap,
+    /// The headless Service giving each pod a DNS name.
     pub members_service: Service,
+    /// The client Service, selecting the active pod only.
     pub active_service: Service,
+    /// The canal-servers.
     pub statefulset: StatefulSet,
+    /// Keeps a voluntary disruption from taking every server at once.
     pub pod_disruption_budget: PodDisruptionBudget,
 }
 
@@ -45,8 +50,11 @@ pub struct Desired {
 /// be reversed by guessing).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SecretVersion {
+    /// The Secret's name.
     pub name: String,
+    /// Its uid: a Secret deleted and created again is another Secret.
     pub uid: String,
+    /// Its resourceVersion: changes with every write.
     pub resource_version: String,
 }
 
@@ -70,6 +78,7 @@ pub fn config_hash(rendered: &Rendered, secrets: &[SecretVersion]) -> String {
     hex::encode(&hasher.finalize()[..8])
 }
 
+/// Every child `instance` should have, given its rendered configuration.
 pub fn build(instance: &CanalInstance, rendered: &Rendered, inputs: &BuildInputs) -> Desired {
     Desired {
         config_map: config_map(instance, rendered),
@@ -80,6 +89,8 @@ pub fn build(instance: &CanalInstance, rendered: &Rendered, inputs: &BuildInputs
     }
 }
 
+/// The ConfigMap carrying the rendered files, under the names the pods
+/// mount them by.
 pub fn config_map(instance: &CanalInstance, rendered: &Rendered) -> ConfigMap {
     let names = Names::of(instance);
     ConfigMap {

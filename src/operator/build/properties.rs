@@ -10,7 +10,9 @@ use crate::operator::crd::{BatchMode, CanalInstance, CanalInstanceSpec};
 /// The two files, as the ConfigMap carries them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
+    /// canal.properties: the server's settings.
     pub canal_properties: String,
+    /// instance.properties: the destination's settings.
     pub instance_properties: String,
 }
 
@@ -66,125 +68,133 @@ pub const MANAGED_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Why an extra property is refused.
-pub fn check_extra_property(key: &str) -> Result<KeyScope, String> {
-    if let Some((_, field)) = MANAGED_KEYS.iter().find(|(k, _)| *k == key) {
-        return Err(format!("{key} is set by the operator from {field}"));
-    }
-    key_scope(key)
+/// Why `spec.server.extraProperties` may not set a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtraPropertyError {
+    /// The operator sets the key from a spec field.
+    #[error("{key} is set by the operator from {field}")]
+    Managed {
+        /// The refused key.
+        key: String,
+        /// Where the operator takes the value from.
+        field: &'static str,
+    },
+    /// canal-server does not act on the key: why (unknown, with the
+    /// closest known key, or accepted without effect), in the words of the
+    /// configuration's key table.
+    #[error("{0}")]
+    NotForCanalServer(String),
 }
 
+/// Where an extra property goes, or why it is refused.
+pub fn check_extra_property(key: &str) -> Result<KeyScope, ExtraPropertyError> {
+    if let Some((_, field)) = MANAGED_KEYS.iter().find(|(k, _)| *k == key) {
+        return Err(ExtraPropertyError::Managed {
+            key: key.to_owned(),
+            field,
+        });
+    }
+    // `to_string` keeps this line right whether the key table's error is
+    // a sentence or a typed error: only its words reach the user.
+    key_scope(key).map_err(|why| ExtraPropertyError::NotForCanalServer(why.to_string()))
+}
+
+/// Both files for `instance`: the managed keys from the spec, then the
+/// extra properties that passed [`check_extra_property`].
 pub fn render(instance: &CanalInstance) -> Rendered {
     let spec = &instance.spec;
-    let mut canal = String::from(HEADER);
-    let mut dest = String::from(HEADER);
-    let set = |out: &mut String, key: &str, value: &str| {
-        // canal's format: backslashes escape, so a regex's `\.` is `\\.`.
-        let _ = writeln!(out, "{key} = {}", escape(value));
-    };
-    set(
-        &mut canal,
-        "canal.port",
-        &spec.server.ports.client.to_string(),
-    );
-    set(
-        &mut canal,
-        "canal.metrics.pull.port",
-        &spec.server.ports.metrics.to_string(),
-    );
-    set(&mut canal, "canal.zkServers", &spec.zookeeper.connect);
-    set(
-        &mut canal,
-        "canal.zookeeper.session.timeout",
-        &spec.zookeeper.session_timeout_millis.to_string(),
-    );
-    set(&mut canal, "canal.destinations", &instance.destination());
-    set(
-        &mut canal,
-        "canal.instance.global.spring.xml",
-        "classpath:spring/default-instance.xml",
-    );
-
-    set(
-        &mut dest,
-        "canal.instance.master.address",
-        &spec.source.address,
-    );
-    set(
-        &mut dest,
-        "canal.instance.mysql.slaveId",
-        &spec.source.server_id_base.to_string(),
-    );
-    set(
-        &mut dest,
-        "canal.instance.connectionCharset",
-        &spec.source.charset,
-    );
-    set(
-        &mut dest,
-        "canal.instance.gtidon",
-        &spec.source.gtid_mode.to_string(),
-    );
-    render_start(spec, &mut |k, v| set(&mut dest, k, v));
-    render_filter(spec, &mut |k, v| set(&mut dest, k, v));
-    let buffer = &spec.server.buffer;
-    set(
-        &mut dest,
-        "canal.instance.memory.buffer.size",
-        &buffer.size.to_string(),
-    );
-    set(
-        &mut dest,
-        "canal.instance.memory.buffer.memunit",
-        &buffer.memunit.to_string(),
-    );
-    let mode = match buffer.batch_mode {
-        BatchMode::Memsize => "MEMSIZE",
-        BatchMode::Itemsize => "ITEMSIZE",
-    };
-    set(&mut dest, "canal.instance.memory.batch.mode", mode);
-
+    let mut canal = Properties::new();
+    let mut dest = Properties::new();
+    render_server(instance, &mut canal);
+    render_source(spec, &mut dest);
+    render_start(spec, &mut dest);
+    render_filter(spec, &mut dest);
+    render_buffer(spec, &mut dest);
     for (key, value) in &spec.server.extra_properties {
         // Validation refuses the others before anything is built.
         match check_extra_property(key) {
-            Ok(KeyScope::Server) => set(&mut canal, key, value),
-            Ok(KeyScope::Instance) => set(&mut dest, key, value),
+            Ok(KeyScope::Server) => canal.set(key, value),
+            Ok(KeyScope::Instance) => dest.set(key, value),
             Err(_) => {}
         }
     }
     Rendered {
-        canal_properties: canal,
-        instance_properties: dest,
+        canal_properties: canal.0,
+        instance_properties: dest.0,
     }
 }
 
 const HEADER: &str = "# Written by canal-operator from the CanalInstance; edits are overwritten.\n";
 
-fn render_start(spec: &CanalInstanceSpec, set: &mut dyn FnMut(&str, &str)) {
+/// One file being written, in canal's format.
+struct Properties(String);
+
+impl Properties {
+    fn new() -> Properties {
+        Properties(String::from(HEADER))
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        // canal's format: backslashes escape, so a regex's `\.` is `\\.`.
+        let _ = writeln!(self.0, "{key} = {}", escape(value));
+    }
+}
+
+/// canal.properties: ports, ZooKeeper, the one destination.
+fn render_server(instance: &CanalInstance, canal: &mut Properties) {
+    let spec = &instance.spec;
+    canal.set("canal.port", &spec.server.ports.client.to_string());
+    canal.set(
+        "canal.metrics.pull.port",
+        &spec.server.ports.metrics.to_string(),
+    );
+    canal.set("canal.zkServers", &spec.zookeeper.connect);
+    canal.set(
+        "canal.zookeeper.session.timeout",
+        &spec.zookeeper.session_timeout_millis.to_string(),
+    );
+    canal.set("canal.destinations", &instance.destination());
+    canal.set(
+        "canal.instance.global.spring.xml",
+        "classpath:spring/default-instance.xml",
+    );
+}
+
+fn render_source(spec: &CanalInstanceSpec, dest: &mut Properties) {
+    dest.set("canal.instance.master.address", &spec.source.address);
+    dest.set(
+        "canal.instance.mysql.slaveId",
+        &spec.source.server_id_base.to_string(),
+    );
+    dest.set("canal.instance.connectionCharset", &spec.source.charset);
+    dest.set("canal.instance.gtidon", &spec.source.gtid_mode.to_string());
+}
+
+fn render_start(spec: &CanalInstanceSpec, dest: &mut Properties) {
     let Some(start) = &spec.source.start else {
         return;
     };
     if let Some(journal) = &start.journal_name {
-        set("canal.instance.master.journal.name", journal);
+        dest.set("canal.instance.master.journal.name", journal);
         if let Some(position) = start.position {
-            set("canal.instance.master.position", &position.to_string());
+            dest.set("canal.instance.master.position", &position.to_string());
         }
     }
     if let Some(timestamp) = start.timestamp {
-        set("canal.instance.master.timestamp", &timestamp.to_string());
+        dest.set("canal.instance.master.timestamp", &timestamp.to_string());
     }
     if let Some(gtid) = &start.gtid {
-        set("canal.instance.master.gtid", gtid);
+        dest.set("canal.instance.master.gtid", gtid);
     }
 }
 
-fn render_filter(spec: &CanalInstanceSpec, set: &mut dyn FnMut(&str, &str)) {
+fn render_filter(spec: &CanalInstanceSpec, dest: &mut Properties) {
     let filter = &spec.filter;
     if !filter.include.is_empty() {
-        set("canal.instance.filter.regex", &filter.include.join(","));
+        dest.set("canal.instance.filter.regex", &filter.include.join(","));
     }
     if !filter.exclude.is_empty() {
-        set(
+        dest.set(
             "canal.instance.filter.black.regex",
             &filter.exclude.join(","),
         );
@@ -196,17 +206,34 @@ fn render_filter(spec: &CanalInstanceSpec, set: &mut dyn FnMut(&str, &str)) {
             .join(",")
     };
     if !filter.include_columns.is_empty() {
-        set(
+        dest.set(
             "canal.instance.filter.field",
             &columns(&filter.include_columns),
         );
     }
     if !filter.exclude_columns.is_empty() {
-        set(
+        dest.set(
             "canal.instance.filter.black.field",
             &columns(&filter.exclude_columns),
         );
     }
+}
+
+fn render_buffer(spec: &CanalInstanceSpec, dest: &mut Properties) {
+    let buffer = &spec.server.buffer;
+    dest.set(
+        "canal.instance.memory.buffer.size",
+        &buffer.size.to_string(),
+    );
+    dest.set(
+        "canal.instance.memory.buffer.memunit",
+        &buffer.memunit.to_string(),
+    );
+    let mode = match buffer.batch_mode {
+        BatchMode::Memsize => "MEMSIZE",
+        BatchMode::Itemsize => "ITEMSIZE",
+    };
+    dest.set("canal.instance.memory.batch.mode", mode);
 }
 
 /// Escapes a value for a .properties file: backslashes, line breaks and

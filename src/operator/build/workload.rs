@@ -25,6 +25,8 @@ const TERMINATION_GRACE_SECONDS: i64 = 30;
 /// Where the project's image puts canal-server.
 pub const SERVER_BINARY: &str = "/usr/local/bin/canal-server";
 
+/// The StatefulSet running the instance's canal-servers: one active, the
+/// others standing by in ZooKeeper.
 pub fn statefulset(instance: &CanalInstance, inputs: &BuildInputs) -> StatefulSet {
     let names = Names::of(instance);
     let spec = &instance.spec;

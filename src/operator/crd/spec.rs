@@ -112,6 +112,7 @@ fn default_replicas() -> i32 {
     2
 }
 
+/// The MySQL/MariaDB server whose binlog is streamed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceSpec {
@@ -160,8 +161,10 @@ pub struct CredentialsRef {
     /// The Secret's name.
     #[x_kube(validation = Rule::new("self.size() > 0").message("the Secret name must not be empty"))]
     pub secret_name: String,
+    /// The Secret's key holding the user name.
     #[serde(default = "default_username_key")]
     pub username_key: String,
+    /// The Secret's key holding the password.
     #[serde(default = "default_password_key")]
     pub password_key: String,
 }
@@ -182,8 +185,10 @@ fn default_password_key() -> String {
 #[x_kube(validation = Rule::new("!has(self.position) || has(self.journalName)")
     .message("position needs journalName"))]
 pub struct StartPosition {
+    /// The binlog file to start in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_name: Option<String>,
+    /// The offset in that file; its first event when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 4").message("a binlog position is at least 4 (the first event)"))]
     pub position: Option<i64>,
@@ -191,10 +196,12 @@ pub struct StartPosition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self > 0").message("timestamp is milliseconds since the epoch"))]
     pub timestamp: Option<i64>,
+    /// A GTID set (MySQL) or position (MariaDB) to start after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
 }
 
+/// The ZooKeeper ensemble the servers race in and keep cursors in.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ZookeeperSpec {
@@ -225,13 +232,18 @@ fn default_session_timeout() -> i64 {
     6000
 }
 
+/// One key of a Secret in the instance's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
+    /// The Secret's name.
     pub secret_name: String,
+    /// The key within it.
     pub key: String,
 }
 
+/// What happens to the destination's ZooKeeper nodes when the
+/// CanalInstance is deleted.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
 )]
@@ -243,6 +255,7 @@ pub enum CleanupPolicy {
     Delete,
 }
 
+/// Which tables and columns are streamed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct FilterSpec {
@@ -260,22 +273,26 @@ pub struct FilterSpec {
     pub exclude_columns: BTreeMap<String, Vec<String>>,
 }
 
+/// canal-server settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSpec {
     /// A Secret with the user name and password canal clients log in with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<CredentialsRef>,
+    /// The event store's size.
     #[serde(default)]
     pub buffer: BufferSpec,
     /// Further canal.properties / instance.properties keys; each must be a
     /// key canal-server knows.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_properties: BTreeMap<String, String>,
+    /// The ports the server listens on.
     #[serde(default)]
     pub ports: PortsSpec,
 }
 
+/// The event store's size.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BufferSpec {
@@ -289,6 +306,7 @@ pub struct BufferSpec {
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1048576")
         .message("spec.server.buffer.memunit must be between 1 and 1048576 bytes"))]
     pub memunit: i64,
+    /// Whether a client's batch size counts bytes or events.
     #[serde(default)]
     pub batch_mode: BatchMode,
 }
@@ -311,24 +329,31 @@ fn default_memunit() -> i64 {
     1024
 }
 
+/// How a client's batch size is counted (canal's
+/// canal.instance.memory.batch.mode).
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BatchMode {
+    /// Counts bytes, in units of spec.server.buffer.memunit.
     #[default]
     Memsize,
+    /// Counts events.
     Itemsize,
 }
 
+/// The ports the server listens on.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.client != self.metrics")
     .message("spec.server.ports.client and spec.server.ports.metrics must differ"))]
 pub struct PortsSpec {
+    /// The canal protocol port clients connect to.
     #[serde(default = "default_client_port")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("ports are 1-65535"))]
     pub client: i32,
+    /// The port serving metrics and health probes.
     #[serde(default = "default_metrics_port")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message("ports are 1-65535"))]
     pub metrics: i32,
@@ -355,29 +380,39 @@ fn default_metrics_port() -> i32 {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct PodOverrides {
+    /// Extra pod labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('canal.otter.dev/') && !k.startsWith('app.kubernetes.io/'))")
         .message("spec.podTemplate.labels may not set canal.otter.dev/ or app.kubernetes.io/ labels: the operator's selectors and the active Service use them"))]
     pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
     /// Replaces the operator's preferred anti-affinity when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// The pods' tolerations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
+    /// The pods' node selector.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    /// The pods' topology spread constraints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Replaces the operator's pod security context when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
+    /// Replaces the operator's container security context when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_security_context: Option<SecurityContext>,
+    /// The pods' service account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// The pods' priority class.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
+    /// Secrets for pulling the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<LocalObjectReference>,
 }
@@ -393,14 +428,18 @@ pub struct CursorReset {
     /// The client to move; every client with a cursor when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Where the clients resume.
     pub position: CursorPosition,
 }
 
+/// A binlog position a cursor reset moves clients to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CursorPosition {
+    /// The binlog file.
     #[x_kube(validation = Rule::new("self.size() > 0").message("journalName must not be empty"))]
     pub journal_name: String,
+    /// The offset of the event to resume at.
     #[x_kube(validation = Rule::new("self >= 4").message("a binlog position is at least 4 (the first event)"))]
     pub position: i64,
     /// The event's time, milliseconds since the epoch (for reporting).

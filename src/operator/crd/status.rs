@@ -4,6 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// What the operator last saw of a CanalInstance.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct CanalInstanceStatus {
@@ -17,6 +18,7 @@ pub struct CanalInstanceStatus {
     /// Pods of the StatefulSet.
     #[serde(default)]
     pub replicas: i32,
+    /// Pods of the StatefulSet that are ready.
     #[serde(default)]
     pub ready_replicas: i32,
     /// "ready/desired", for the printer column.
@@ -50,6 +52,7 @@ pub struct CanalInstanceStatus {
     pub cursor_reset: Option<AppliedCursorReset>,
 }
 
+/// The server holding the destination's running node.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ActiveServer {
@@ -63,22 +66,30 @@ pub struct ActiveServer {
     pub since: Option<String>,
 }
 
+/// A server registered for the destination.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
+    /// ip:port registered in ZooKeeper.
     pub address: String,
+    /// The pod with that IP, when one matches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
 }
 
+/// One client's acknowledged position.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientCursorStatus {
+    /// The canal client id.
     pub client_id: String,
+    /// The binlog file the client resumes in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_name: Option<String>,
+    /// The offset in that file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<i64>,
+    /// The GTID set (MySQL) or position (MariaDB), when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
     /// The acknowledged event's time, milliseconds since the epoch.
@@ -89,9 +100,11 @@ pub struct ClientCursorStatus {
     pub error: Option<String>,
 }
 
+/// A cursor reset the operator attempted.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AppliedCursorReset {
+    /// The spec.cursorReset.nonce it was for.
     pub nonce: String,
     /// RFC 3339.
     pub applied_at: String,

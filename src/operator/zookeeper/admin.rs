@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError, Stat};
+use zookeeper_client::{
+    Acls, Client, CreateMode, Error as ZkError, MultiWriteError, MultiWriter, Stat,
+};
 
 use super::{
     ObservedKey, ObserverSettings, ZkAdminError,
+    error::InvalidRequest,
     key::{Paths, check_client_id, is_client_id, sort_client_ids},
     session,
 };
@@ -51,7 +54,7 @@ pub async fn reset_cursors(
 ) -> Result<Vec<String>, ZkAdminError> {
     check_position(position)?;
     if let Some(id) = client_id {
-        check_client_id(id).map_err(ZkAdminError::Invalid)?;
+        check_client_id(id)?;
     }
     let (client, paths) = connect(key).await?;
     let outcome = tokio::time::timeout(
@@ -60,11 +63,10 @@ pub async fn reset_cursors(
     )
     .await
     .unwrap_or_else(|_| {
-        Err(ZkAdminError::Unreachable {
-            reason: format!(
-                "the cursor reset of {} got no answer from ZooKeeper within {ADMIN_TIMEOUT:?}",
-                paths.destination
-            ),
+        Err(ZkAdminError::TimedOut {
+            operation: "the cursor reset of",
+            path: paths.destination.clone(),
+            after: ADMIN_TIMEOUT,
         })
     });
     // Dropping the last handle closes the session: the lock goes with it
@@ -243,46 +245,7 @@ async fn write_cursors(
         // The path of every operation, for errors.
         let mut operations = Vec::new();
         for id in ids {
-            let path = paths.cursor(id);
-            let existing: Option<(Vec<u8>, Stat)> = match client.get_data(&path).await {
-                Ok(found) => Some(found),
-                Err(ZkError::NoNode) => None,
-                Err(error) => return Err(ZkAdminError::request("read", &path, error)),
-            };
-            let source = existing
-                .as_ref()
-                .and_then(|(data, _)| json::parse(data).ok())
-                .map(|r| (r.source_host, r.source_port))
-                .unwrap_or_default();
-            let record = CursorRecord {
-                position: position.clone(),
-                source_host: source.0,
-                source_port: source.1,
-            };
-            let text = json::to_json(&record);
-            let prepared = match &existing {
-                Some((_, stat)) => {
-                    operations.push(path.clone());
-                    multi.add_set_data(&path, text.as_bytes(), Some(stat.version))
-                }
-                None => {
-                    let parent = paths.client(id);
-                    let has_parent = client
-                        .check_stat(&parent)
-                        .await
-                        .map_err(|e| ZkAdminError::request("read", &parent, e))?
-                        .is_some();
-                    let created = if has_parent {
-                        Ok(())
-                    } else {
-                        operations.push(parent.clone());
-                        multi.add_create(&parent, b"", &persistent())
-                    };
-                    operations.push(path.clone());
-                    created.and_then(|()| multi.add_create(&path, text.as_bytes(), &persistent()))
-                }
-            };
-            prepared.map_err(|e| ZkAdminError::request("prepare", &path, e))?;
+            add_cursor_write(client, paths, id, position, &mut multi, &mut operations).await?;
         }
         match multi.commit().await {
             Ok(_) => return Ok(()),
@@ -306,6 +269,60 @@ async fn write_cursors(
         }
     }
     Ok(())
+}
+
+/// Adds the write of `id`'s cursor to `multi`: a set at the version read
+/// when the cursor exists, else its creation (and its client node's when
+/// missing). The source address a cursor records is kept. Each operation's
+/// path goes to `operations`, in order.
+async fn add_cursor_write(
+    client: &Client,
+    paths: &Paths,
+    id: &str,
+    position: &LogPosition,
+    multi: &mut MultiWriter<'_>,
+    operations: &mut Vec<String>,
+) -> Result<(), ZkAdminError> {
+    let path = paths.cursor(id);
+    let existing: Option<(Vec<u8>, Stat)> = match client.get_data(&path).await {
+        Ok(found) => Some(found),
+        Err(ZkError::NoNode) => None,
+        Err(error) => return Err(ZkAdminError::request("read", &path, error)),
+    };
+    let source = existing
+        .as_ref()
+        .and_then(|(data, _)| json::parse(data).ok())
+        .map(|r| (r.source_host, r.source_port))
+        .unwrap_or_default();
+    let record = CursorRecord {
+        position: position.clone(),
+        source_host: source.0,
+        source_port: source.1,
+    };
+    let text = json::to_json(&record);
+    let prepared = match &existing {
+        Some((_, stat)) => {
+            operations.push(path.clone());
+            multi.add_set_data(&path, text.as_bytes(), Some(stat.version))
+        }
+        None => {
+            let parent = paths.client(id);
+            let has_parent = client
+                .check_stat(&parent)
+                .await
+                .map_err(|e| ZkAdminError::request("read", &parent, e))?
+                .is_some();
+            let created = if has_parent {
+                Ok(())
+            } else {
+                operations.push(parent.clone());
+                multi.add_create(&parent, b"", &persistent())
+            };
+            operations.push(path.clone());
+            created.and_then(|()| multi.add_create(&path, text.as_bytes(), &persistent()))
+        }
+    };
+    prepared.map_err(|e| ZkAdminError::request("prepare", &path, e))
 }
 
 /// Deletes `/otter/canal/destinations/{dest}` and everything below it (the
@@ -337,11 +354,10 @@ pub async fn delete_destination(key: &ObservedKey) -> Result<(), ZkAdminError> {
     })
     .await;
     deleted.unwrap_or_else(|_| {
-        Err(ZkAdminError::Unreachable {
-            reason: format!(
-                "deleting {} got no answer from ZooKeeper within {ADMIN_TIMEOUT:?}",
-                paths.destination
-            ),
+        Err(ZkAdminError::TimedOut {
+            operation: "deleting",
+            path: paths.destination.clone(),
+            after: ADMIN_TIMEOUT,
         })
     })
 }
@@ -364,30 +380,29 @@ async fn delete_tree(client: &Client, path: &str) -> Result<(), (String, ZkError
 
 /// A session of its own for one admin operation.
 async fn connect(key: &ObservedKey) -> Result<(Client, Paths), ZkAdminError> {
-    let session = key.session_key().map_err(ZkAdminError::Invalid)?;
-    let paths = Paths::new(&key.destination).map_err(ZkAdminError::Invalid)?;
+    let session = key.session_key()?;
+    let paths = Paths::new(&key.destination)?;
     let client = session::open(
         &session.connect,
         session.auth.as_ref(),
         &ObserverSettings::default(),
     )
     .await
-    .map_err(|reason| ZkAdminError::Unreachable { reason })?;
+    .map_err(ZkAdminError::Unreachable)?;
     Ok((client, paths))
 }
 
 /// A position canal-server can resume from.
 fn check_position(position: &LogPosition) -> Result<(), ZkAdminError> {
     if position.journal_name.is_empty() && position.gtid.is_empty() {
-        return Err(ZkAdminError::Invalid(
-            "the reset position has neither a binlog file name (journalName) nor a GTID set".into(),
-        ));
+        return Err(InvalidRequest::NoPosition.into());
     }
     if !position.journal_name.is_empty() && position.position < 4 {
-        return Err(ZkAdminError::Invalid(format!(
-            "binlog position {} in {} is before the first event; positions start at 4",
-            position.position, position.journal_name
-        )));
+        return Err(InvalidRequest::BeforeFirstEvent {
+            journal_name: position.journal_name.clone(),
+            position: position.position,
+        }
+        .into());
     }
     Ok(())
 }

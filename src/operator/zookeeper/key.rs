@@ -1,7 +1,44 @@
 //! What observations and admin operations are keyed by, the checks on the
 //! names that become ZooKeeper paths, and those paths.
 
-use crate::{cursor::zk::DESTINATIONS, ha::session::DigestAuth};
+use crate::{cursor::zk::DESTINATIONS, ha::session::DigestAuth, store::ClientId};
+
+/// Why a key, destination name or client id cannot be used in ZooKeeper;
+/// each message says what a usable one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The destination is no single node name.
+    #[error(
+        "destination name {name:?} cannot be a ZooKeeper node name below {DESTINATIONS}: \
+         it must be non-empty, not '.' or '..', without '/', '\\', whitespace or control \
+         characters"
+    )]
+    Destination {
+        /// The refused name.
+        name: String,
+    },
+    /// The client id is not written the way canal-server writes it.
+    #[error(
+        "client id {id:?} is not a canal client id: a whole number from 0 to {max} written \
+         without sign or leading zeros, such as 1001",
+        max = ClientId::MAX
+    )]
+    ClientId {
+        /// The refused id.
+        id: String,
+    },
+    /// There is no ensemble to connect to.
+    #[error("the ZooKeeper connect string is empty")]
+    EmptyConnect,
+    /// ZooKeeper's digest scheme cannot carry this user name.
+    #[error(
+        "ZooKeeper digest user {user:?} is not usable: it must be non-empty and contain no ':'"
+    )]
+    DigestUser {
+        /// The refused user name.
+        user: String,
+    },
+}
 
 /// One destination on one ensemble, as one set of credentials sees it.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -15,6 +52,7 @@ pub struct ObservedKey {
 }
 
 impl ObservedKey {
+    /// A key without credentials.
     pub fn new(connect: impl Into<String>, destination: impl Into<String>) -> ObservedKey {
         ObservedKey {
             connect: connect.into(),
@@ -23,6 +61,7 @@ impl ObservedKey {
         }
     }
 
+    /// The same key, seen with digest credentials.
     pub fn with_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.auth = Some((user.into(), password.into()));
         self
@@ -30,19 +69,17 @@ impl ObservedKey {
 
     /// The session this key is observed through; `Err` says what is wrong
     /// with the key.
-    pub(crate) fn session_key(&self) -> Result<SessionKey, String> {
+    pub(crate) fn session_key(&self) -> Result<SessionKey, KeyError> {
         check_destination(&self.destination)?;
         if self.connect.trim().is_empty() {
-            return Err("the ZooKeeper connect string is empty".to_owned());
+            return Err(KeyError::EmptyConnect);
         }
         let auth = match &self.auth {
             None => None,
-            Some((user, password)) => Some(DigestAuth::new(user, password).ok_or_else(|| {
-                format!(
-                    "ZooKeeper digest user {user:?} is not usable: it must be non-empty and \
-                     contain no ':'"
-                )
-            })?),
+            Some((user, password)) => Some(
+                DigestAuth::new(user, password)
+                    .ok_or_else(|| KeyError::DigestUser { user: user.clone() })?,
+            ),
         };
         Ok(SessionKey {
             connect: self.connect.trim().to_owned(),
@@ -81,7 +118,7 @@ pub(crate) struct SessionKey {
 /// A destination name usable as one ZooKeeper node name below
 /// `/otter/canal/destinations` (the rule canal-server applies to
 /// `canal.destinations`).
-pub fn check_destination(name: &str) -> Result<(), String> {
+pub fn check_destination(name: &str) -> Result<(), KeyError> {
     let ok = !name.is_empty()
         && name != "."
         && name != ".."
@@ -91,24 +128,18 @@ pub fn check_destination(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "destination name {name:?} cannot be a ZooKeeper node name below {DESTINATIONS}: \
-             it must be non-empty, not '.' or '..', without '/', '\\', whitespace or control \
-             characters"
-        ))
+        Err(KeyError::Destination {
+            name: name.to_owned(),
+        })
     }
 }
 
 /// A client id as canal-server writes it in paths: a short (`1001`), no
 /// sign, no leading zeros.
-pub fn check_client_id(id: &str) -> Result<(), String> {
-    match id.parse::<crate::store::ClientId>() {
+pub fn check_client_id(id: &str) -> Result<(), KeyError> {
+    match id.parse::<ClientId>() {
         Ok(n) if n >= 0 && n.to_string() == id => Ok(()),
-        _ => Err(format!(
-            "client id {id:?} is not a canal client id: a whole number from 0 to {} written \
-             without sign or leading zeros, such as 1001",
-            crate::store::ClientId::MAX
-        )),
+        _ => Err(KeyError::ClientId { id: id.to_owned() }),
     }
 }
 
@@ -133,7 +164,7 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
-    pub fn new(destination: &str) -> Result<Paths, String> {
+    pub fn new(destination: &str) -> Result<Paths, KeyError> {
         check_destination(destination)?;
         let base = format!("{DESTINATIONS}/{destination}");
         Ok(Paths {
@@ -183,6 +214,29 @@ mod tests {
         let mut ids = vec!["1001".to_owned(), "999".to_owned(), "12".to_owned()];
         sort_client_ids(&mut ids);
         assert_eq!(ids, ["12", "999", "1001"]);
+    }
+
+    #[test]
+    fn messages_say_what_a_usable_name_looks_like() {
+        assert_eq!(
+            check_destination("a/b").unwrap_err().to_string(),
+            "destination name \"a/b\" cannot be a ZooKeeper node name below \
+             /otter/canal/destinations: it must be non-empty, not '.' or '..', without '/', \
+             '\\', whitespace or control characters"
+        );
+        assert_eq!(
+            check_client_id("01").unwrap_err().to_string(),
+            "client id \"01\" is not a canal client id: a whole number from 0 to 32767 written \
+             without sign or leading zeros, such as 1001"
+        );
+        assert_eq!(
+            ObservedKey::new("zk:2181", "example")
+                .with_auth("a:b", "c")
+                .session_key()
+                .unwrap_err()
+                .to_string(),
+            "ZooKeeper digest user \"a:b\" is not usable: it must be non-empty and contain no ':'"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The operator's view of canal destinations in ZooKeeper, and the two
-//! changes it makes there (docs: /work/shared/canal/ZOOKEEPER.md layout).
+//! changes it makes there (canal's node layout: the ZooKeeper table in
+//! `docs/operations.md`).
 //!
 //! ```text
 //!  Observer ── one SharedSession per (connect string, digest auth)
@@ -33,8 +34,9 @@ mod view;
 
 pub use admin::{FENCE_GRACE, RESET_ADDRESS, delete_destination, reset_cursors};
 pub use bridge::{facts, reset_position};
-pub use error::ZkAdminError;
-pub use key::{ObservedKey, check_client_id, check_destination};
+pub use error::{InvalidRequest, ZkAdminError};
+pub use key::{KeyError, ObservedKey, check_client_id, check_destination};
 pub use observer::Observer;
+pub use session::SessionError;
 pub use settings::ObserverSettings;
 pub use view::{ClientCursor, DestinationView, Observation, RunningView};

@@ -23,6 +23,8 @@ use super::{
 /// gets every watched key once instead).
 const CHANGES_CAPACITY: usize = 1024;
 
+/// The controller's handle on ZooKeeper: watches destinations and tells
+/// which changed. Shared behind an `Arc`.
 pub struct Observer {
     settings: ObserverSettings,
     state: Mutex<State>,
@@ -53,10 +55,12 @@ impl std::fmt::Debug for Observer {
 }
 
 impl Observer {
+    /// An observer with the default timing.
     pub fn new() -> Arc<Observer> {
         Self::with_settings(ObserverSettings::default())
     }
 
+    /// An observer with the given timing (tests shorten it).
     pub fn with_settings(settings: ObserverSettings) -> Arc<Observer> {
         Arc::new(Observer {
             settings,
@@ -65,6 +69,7 @@ impl Observer {
         })
     }
 
+    /// The timing it runs with.
     pub fn settings(&self) -> &ObserverSettings {
         &self.settings
     }
@@ -88,7 +93,7 @@ impl Observer {
             .and_then(|s| Paths::new(&key.destination).map(|p| (s, p)))
         {
             Ok(found) => found,
-            Err(reason) => return watch::channel(Observation::Unreachable(reason)).1,
+            Err(reason) => return watch::channel(Observation::Unreachable(reason.to_string())).1,
         };
         state
             .sessions

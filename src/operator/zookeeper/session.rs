@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use zookeeper_client::{Client, SessionState};
+use zookeeper_client::{Client, Error as ZkError, SessionState};
 
 use super::{ObserverSettings, key::SessionKey};
 use crate::ha::session::DigestAuth;
@@ -15,7 +15,7 @@ use crate::ha::session::DigestAuth;
 pub(crate) enum Link {
     Connecting,
     /// The last attempt to open a session failed: why.
-    Unreachable(String),
+    Unreachable(SessionError),
     /// A session; `generation` grows with every new one.
     Ready {
         client: Client,
@@ -39,6 +39,7 @@ impl SharedSession {
         Arc::new(SharedSession { link, cancel })
     }
 
+    /// Where the session stands, kept current.
     pub fn link(&self) -> watch::Receiver<Link> {
         self.link.clone()
     }
@@ -50,12 +51,42 @@ impl Drop for SharedSession {
     }
 }
 
-/// Opens a session; the error is a sentence for status and logs.
+/// Why there is no session to an ensemble; the message is a sentence for
+/// the status and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// ZooKeeper answered the connection attempt with an error.
+    #[error("cannot connect to ZooKeeper at {connect}: {error}")]
+    Refused {
+        /// The connect string.
+        connect: String,
+        /// What ZooKeeper (or the network) said.
+        error: ZkError,
+    },
+    /// No answer in time.
+    #[error("cannot connect to ZooKeeper at {connect}: no answer within {after:?}")]
+    NoAnswer {
+        /// The connect string.
+        connect: String,
+        /// How long it waited.
+        after: Duration,
+    },
+    /// The session was refused for its digest credentials.
+    #[error(
+        "ZooKeeper at {connect} refused the session's credentials (check the digest user and password)"
+    )]
+    CredentialsRefused {
+        /// The connect string.
+        connect: String,
+    },
+}
+
+/// Opens a session.
 pub(crate) async fn open(
     connect: &str,
     auth: Option<&DigestAuth>,
     settings: &ObserverSettings,
-) -> Result<Client, String> {
+) -> Result<Client, SessionError> {
     let mut connector = Client::connector()
         .with_session_timeout(settings.session_timeout)
         .with_connection_timeout(settings.connection_timeout);
@@ -64,15 +95,19 @@ pub(crate) async fn open(
     }
     match tokio::time::timeout(settings.request_timeout(), connector.connect(connect)).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(format!("cannot connect to ZooKeeper at {connect}: {error}")),
-        Err(_) => Err(format!(
-            "cannot connect to ZooKeeper at {connect}: no answer within {:?}",
-            settings.request_timeout()
-        )),
+        Ok(Err(error)) => Err(SessionError::Refused {
+            connect: connect.to_owned(),
+            error,
+        }),
+        Err(_) => Err(SessionError::NoAnswer {
+            connect: connect.to_owned(),
+            after: settings.request_timeout(),
+        }),
     }
 }
 
-fn ended(state: SessionState) -> bool {
+/// Whether a session in `state` is over: nothing more happens on it.
+pub(crate) fn ended(state: SessionState) -> bool {
     matches!(
         state,
         SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
@@ -123,10 +158,9 @@ async fn keep(
         }
         tracing::warn!(connect = %key.connect, session = %client.session_id(), ?state, "ZooKeeper session ended; opening a new one");
         if state == SessionState::AuthFailed {
-            sender.send_replace(Link::Unreachable(format!(
-                "ZooKeeper at {} refused the session's credentials (check the digest user and password)",
-                key.connect
-            )));
+            sender.send_replace(Link::Unreachable(SessionError::CredentialsRefused {
+                connect: key.connect.clone(),
+            }));
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
                 _ = cancel.cancelled() => return,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+/// How the operator's ZooKeeper sessions and watches are timed.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ObserverSettings {
     /// Session timeout requested for the operator's sessions. A cursor

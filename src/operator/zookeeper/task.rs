@@ -14,8 +14,8 @@ use zookeeper_client::{Client, Error as ZkError, SessionState};
 use super::{
     ObservedKey, ObserverSettings,
     key::Paths,
-    session::{Link, SharedSession},
-    track::Tracker,
+    session::{Link, SharedSession, ended},
+    track::{Fired, Tracker},
     view::Observation,
 };
 
@@ -86,20 +86,15 @@ pub(crate) async fn run(
                 }
             }
             Link::Ready { .. } | Link::Connecting => {}
-            Link::Unreachable(reason) => publisher.publish(Observation::Unreachable(reason)),
+            Link::Unreachable(reason) => {
+                publisher.publish(Observation::Unreachable(reason.to_string()))
+            }
         }
         tokio::select! {
             changed = link.changed() => if changed.is_err() { return },
             _ = cancel.cancelled() => return,
         }
     }
-}
-
-fn ended(state: SessionState) -> bool {
-    matches!(
-        state,
-        SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
-    )
 }
 
 fn session_gone(error: &ZkError) -> bool {
@@ -130,111 +125,184 @@ async fn follow(
     link: &mut watch::Receiver<Link>,
     cancel: &CancellationToken,
 ) -> Exit {
-    let mut tracker = Tracker::new(client.clone(), paths.clone());
     let mut states = client.state_watcher();
-    // A full read is due: at the start, after a failed read, after a
-    // reconnection (events may have been missed), every resync period.
-    let mut stale = true;
-    let mut failing_since: Option<Instant> = None;
-    let mut backoff = MIN_BACKOFF;
-    let mut disconnected: Option<Instant> = None;
-    let mut reported_disconnection = false;
+    let mut follower = Follower {
+        tracker: Tracker::new(client, paths.clone()),
+        paths,
+        publisher,
+        settings,
+        cancel,
+        stale: true,
+        failing_since: None,
+        backoff: MIN_BACKOFF,
+        disconnected: None,
+        reported_disconnection: false,
+    };
     let mut resync = tokio::time::interval_at(Instant::now() + settings.resync, settings.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let timeout = settings.request_timeout();
-    let failed = |error: ZkError, failing_since: &mut Option<Instant>| -> Option<Exit> {
+    loop {
+        if follower.stale
+            && let Some(exit) = follower.read_all().await
+        {
+            return exit;
+        }
+        let reconnect_deadline = follower.reconnect_deadline();
+        let exit = tokio::select! {
+            fired = follower.tracker.next_fired(), if !follower.stale => follower.on_fired(fired).await,
+            _ = tokio::time::sleep(follower.backoff), if follower.stale => {
+                follower.backoff = (follower.backoff * 2).min(MAX_BACKOFF);
+                None
+            }
+            state = states.changed() => follower.on_state(state),
+            _ = tokio::time::sleep_until(reconnect_deadline.unwrap_or_else(Instant::now)), if reconnect_deadline.is_some() => {
+                follower.report_disconnection();
+                None
+            }
+            _ = resync.tick() => {
+                follower.stale = true;
+                None
+            }
+            changed = link.changed() => match changed {
+                Err(_) => Some(Exit::Cancelled),
+                Ok(()) => (!is_current(&link.borrow(), generation)).then_some(Exit::SessionEnded),
+            },
+            _ = cancel.cancelled() => Some(Exit::Cancelled),
+        };
+        if let Some(exit) = exit {
+            return exit;
+        }
+    }
+}
+
+/// Whether `link` still holds the session of `generation`.
+fn is_current(link: &Link, generation: u64) -> bool {
+    matches!(link, Link::Ready { generation: g, .. } if *g == generation)
+}
+
+/// One session being followed: its tracker, and how reads have gone.
+/// Each method that can end the following returns the `Exit`.
+struct Follower<'a> {
+    tracker: Tracker,
+    paths: &'a Paths,
+    publisher: &'a Publisher,
+    settings: &'a ObserverSettings,
+    cancel: &'a CancellationToken,
+    /// A full read is due: at the start, after a failed read, after a
+    /// reconnection (events may have been missed), every resync period.
+    stale: bool,
+    /// Since when reads fail without a success in between.
+    failing_since: Option<Instant>,
+    /// The wait before the next full read after a failed one.
+    backoff: Duration,
+    /// Since when the connection is lost (the session may still live).
+    disconnected: Option<Instant>,
+    /// Whether the lost connection was already reported as unreachable.
+    reported_disconnection: bool,
+}
+
+impl Follower<'_> {
+    /// Reads every node again and publishes the view.
+    async fn read_all(&mut self) -> Option<Exit> {
+        let read = self.tracker.read_all();
+        let Some(read) = bounded(read, self.settings.request_timeout(), self.cancel).await else {
+            return Some(Exit::Cancelled);
+        };
+        match read {
+            Ok(()) => {
+                self.stale = false;
+                self.failing_since = None;
+                self.backoff = MIN_BACKOFF;
+                self.publisher
+                    .publish(Observation::Seen(self.tracker.view()));
+                None
+            }
+            Err(error) => self.failed(error),
+        }
+    }
+
+    /// Re-reads the nodes of `fired` and of every watch that fired with
+    /// it, then publishes the view once; a failed read makes a full read
+    /// due.
+    async fn on_fired(&mut self, fired: Fired) -> Option<Exit> {
+        let mut batch = vec![fired];
+        while let Some(more) = self.tracker.fired_now() {
+            batch.push(more);
+        }
+        for fired in batch {
+            if fired.session_ended() {
+                return Some(Exit::SessionEnded);
+            }
+            let read = self.tracker.on_fired(fired);
+            let Some(read) = bounded(read, self.settings.request_timeout(), self.cancel).await
+            else {
+                return Some(Exit::Cancelled);
+            };
+            if let Err(error) = read {
+                self.stale = true;
+                return self.failed(error);
+            }
+        }
+        self.publisher
+            .publish(Observation::Seen(self.tracker.view()));
+        None
+    }
+
+    /// A read failed: the session is gone, or the view turns unreachable
+    /// once reads have failed long enough (at once when not authorized).
+    fn failed(&mut self, error: ZkError) -> Option<Exit> {
         if session_gone(&error) {
             return Some(Exit::SessionEnded);
         }
-        let since = *failing_since.get_or_insert_with(Instant::now);
-        tracing::debug!(destination = %paths.destination, %error, "ZooKeeper read failed; retrying");
-        if since.elapsed() >= settings.unreachable_after || error == ZkError::NoAuth {
-            publisher.publish(Observation::Unreachable(describe(&error, paths)));
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        tracing::debug!(destination = %self.paths.destination, %error, "ZooKeeper read failed; retrying");
+        if since.elapsed() >= self.settings.unreachable_after || error == ZkError::NoAuth {
+            self.publisher
+                .publish(Observation::Unreachable(describe(&error, self.paths)));
         }
         None
-    };
-    loop {
-        if stale {
-            let read = tokio::select! {
-                read = tokio::time::timeout(timeout, tracker.read_all()) => read.unwrap_or(Err(ZkError::Timeout)),
-                _ = cancel.cancelled() => return Exit::Cancelled,
-            };
-            match read {
-                Ok(()) => {
-                    stale = false;
-                    failing_since = None;
-                    backoff = MIN_BACKOFF;
-                    publisher.publish(Observation::Seen(tracker.view()));
-                }
-                Err(error) => {
-                    if let Some(exit) = failed(error, &mut failing_since) {
-                        return exit;
-                    }
+    }
+
+    /// The connection came or went; any other state ends the session.
+    fn on_state(&mut self, state: SessionState) -> Option<Exit> {
+        match state {
+            SessionState::Disconnected => {
+                self.disconnected.get_or_insert_with(Instant::now);
+            }
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                if self.disconnected.take().is_some() {
+                    self.reported_disconnection = false;
+                    self.stale = true;
                 }
             }
+            _ => return Some(Exit::SessionEnded),
         }
-        let reconnect_deadline = disconnected
-            .filter(|_| !reported_disconnection)
-            .map(|at| at + settings.unreachable_after);
-        tokio::select! {
-            fired = tracker.next_fired(), if !stale => {
-                let mut batch = vec![fired];
-                while let Some(more) = tracker.fired_now() {
-                    batch.push(more);
-                }
-                for fired in batch {
-                    if fired.session_ended() {
-                        return Exit::SessionEnded;
-                    }
-                    let read = tokio::select! {
-                        read = tokio::time::timeout(timeout, tracker.on_fired(fired)) => read.unwrap_or(Err(ZkError::Timeout)),
-                        _ = cancel.cancelled() => return Exit::Cancelled,
-                    };
-                    if let Err(error) = read {
-                        stale = true;
-                        if let Some(exit) = failed(error, &mut failing_since) {
-                            return exit;
-                        }
-                        break;
-                    }
-                }
-                if !stale {
-                    publisher.publish(Observation::Seen(tracker.view()));
-                }
-            }
-            _ = tokio::time::sleep(backoff), if stale => {
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            state = states.changed() => match state {
-                SessionState::Disconnected => {
-                    disconnected.get_or_insert_with(Instant::now);
-                }
-                SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                    if disconnected.take().is_some() {
-                        reported_disconnection = false;
-                        stale = true;
-                    }
-                }
-                _ => return Exit::SessionEnded,
-            },
-            _ = tokio::time::sleep_until(reconnect_deadline.unwrap_or_else(Instant::now)), if reconnect_deadline.is_some() => {
-                reported_disconnection = true;
-                publisher.publish(Observation::Unreachable(format!(
-                    "lost the connection to ZooKeeper {:?} ago; reconnecting",
-                    disconnected.map(|at| at.elapsed()).unwrap_or_default()
-                )));
-            }
-            _ = resync.tick() => stale = true,
-            changed = link.changed() => {
-                if changed.is_err() {
-                    return Exit::Cancelled;
-                }
-                let current = matches!(&*link.borrow(), Link::Ready { generation: g, .. } if *g == generation);
-                if !current {
-                    return Exit::SessionEnded;
-                }
-            }
-            _ = cancel.cancelled() => return Exit::Cancelled,
-        }
+        None
+    }
+
+    /// When a lost connection is to be reported, unless it already was.
+    fn reconnect_deadline(&self) -> Option<Instant> {
+        self.disconnected
+            .filter(|_| !self.reported_disconnection)
+            .map(|at| at + self.settings.unreachable_after)
+    }
+
+    fn report_disconnection(&mut self) {
+        self.reported_disconnection = true;
+        self.publisher.publish(Observation::Unreachable(format!(
+            "lost the connection to ZooKeeper {:?} ago; reconnecting",
+            self.disconnected.map(|at| at.elapsed()).unwrap_or_default()
+        )));
+    }
+}
+
+/// `read` within `timeout`; `None` when cancelled first.
+async fn bounded(
+    read: impl Future<Output = Result<(), ZkError>>,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Option<Result<(), ZkError>> {
+    tokio::select! {
+        read = tokio::time::timeout(timeout, read) => Some(read.unwrap_or(Err(ZkError::Timeout))),
+        _ = cancel.cancelled() => None,
     }
 }

@@ -6,12 +6,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use zookeeper_client::{
-    Client, Error as ZkError, EventType, OneshotWatcher, SessionState, Stat, WatchedEvent,
-};
+use zookeeper_client::{Client, Error as ZkError, EventType, OneshotWatcher, Stat, WatchedEvent};
 
 use super::{
     key::{Paths, is_client_id, sort_client_ids},
+    session::ended,
     view::{ClientCursor, DestinationView, RunningView},
 };
 
@@ -37,11 +36,7 @@ pub(crate) struct Fired {
 impl Fired {
     /// The session behind the watch ended: nothing more will fire.
     pub fn session_ended(&self) -> bool {
-        self.event.event_type == EventType::Session
-            && matches!(
-                self.event.session_state,
-                SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
-            )
+        self.event.event_type == EventType::Session && ended(self.event.session_state)
     }
 }
 
@@ -204,19 +199,11 @@ async fn watch_data(
     client: &Client,
     path: &str,
 ) -> Result<(Option<(Vec<u8>, Stat)>, OneshotWatcher), ZkError> {
-    for _ in 0..MAX_RACES {
-        match client.get_and_watch_data(path).await {
-            Ok((data, stat, watcher)) => return Ok((Some((data, stat)), watcher)),
-            Err(ZkError::NoNode) => {}
-            Err(error) => return Err(error),
-        }
-        if let (None, watcher) = client.check_and_watch_stat(path).await? {
-            return Ok((None, watcher));
-        }
-    }
-    Err(ZkError::UnexpectedError(format!(
-        "{path} keeps appearing and vanishing"
-    )))
+    watch_while_present(client, path, move || async move {
+        let (data, stat, watcher) = client.get_and_watch_data(path).await?;
+        Ok(((data, stat), watcher))
+    })
+    .await
 }
 
 /// A node's children (`None` while it does not exist), with a watch that
@@ -225,9 +212,23 @@ async fn watch_children(
     client: &Client,
     path: &str,
 ) -> Result<(Option<Vec<String>>, OneshotWatcher), ZkError> {
+    watch_while_present(client, path, move || client.list_and_watch_children(path)).await
+}
+
+/// `read` (a read with a watch) while `path` exists; while it does not, an
+/// exists watch instead. The node may appear or vanish between the two
+/// requests: then both are tried again.
+async fn watch_while_present<T, Read>(
+    client: &Client,
+    path: &str,
+    read: impl Fn() -> Read,
+) -> Result<(Option<T>, OneshotWatcher), ZkError>
+where
+    Read: Future<Output = Result<(T, OneshotWatcher), ZkError>>,
+{
     for _ in 0..MAX_RACES {
-        match client.list_and_watch_children(path).await {
-            Ok((children, watcher)) => return Ok((Some(children), watcher)),
+        match read().await {
+            Ok((found, watcher)) => return Ok((Some(found), watcher)),
             Err(ZkError::NoNode) => {}
             Err(error) => return Err(error),
         }

@@ -11,6 +11,7 @@ pub enum Observation {
     /// ZooKeeper cannot be read (or the key is unusable): why. The last
     /// view may be stale.
     Unreachable(String),
+    /// The destination's nodes as last read.
     Seen(DestinationView),
 }
 
@@ -42,10 +43,12 @@ pub struct RunningView {
 /// One client's acknowledged position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCursor {
+    /// The client (a numeric child of `{dest}`).
     pub client_id: String,
     /// Binlog file; with `position` where the client resumes (empty when
     /// the cursor holds a GTID only, or when `error` is set).
     pub journal_name: String,
+    /// The offset in `journal_name`.
     pub position: u64,
     /// The GTID set (MySQL) or position (MariaDB), when recorded.
     pub gtid: Option<String>,
