@@ -13,9 +13,24 @@ use super::{
 /// Which change a rows event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsKind {
+    /// WRITE_ROWS: after images.
     Insert,
+    /// UPDATE_ROWS: before and after images.
     Update,
+    /// DELETE_ROWS: before images.
     Delete,
+}
+
+/// How a rows event's body is laid out: the change it records and the
+/// version of the event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsLayout {
+    /// The change the rows record.
+    pub kind: RowsKind,
+    /// Version 2 events carry an extra-data block after the flags.
+    pub v2: bool,
+    /// MySQL's PARTIAL_UPDATE_ROWS: after images may hold JSON diffs.
+    pub partial: bool,
 }
 
 /// The parts of a rows event the decoder needs, read from its body.
@@ -71,14 +86,10 @@ fn bit(bitmap: &[u8], index: usize) -> bool {
 }
 
 /// Parses the body (after the common header, checksum removed) of a rows
-/// event. `v2` events carry an extra-data block; `post_header_len` 6 means
-/// a 4-byte table id (MySQL 5.1.x before 5.1.4 only).
-pub fn parse_rows_body(
-    data: &[u8],
-    kind: RowsKind,
-    v2: bool,
-    partial: bool,
-) -> Result<RowsEventBody<'_>, RowsError> {
+/// event laid out as `layout`. `post_header_len` 6 means a 4-byte table id
+/// (MySQL 5.1.x before 5.1.4 only).
+pub fn parse_rows_body(data: &[u8], layout: RowsLayout) -> Result<RowsEventBody<'_>, RowsError> {
+    let RowsLayout { kind, v2, partial } = layout;
     let mut cursor = Cursor::new(data);
     let short = RowsError::Malformed("ends inside the post-header");
     let table_id = cursor.uint_le(6).ok_or(short.clone())?;
