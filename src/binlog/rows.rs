@@ -7,7 +7,7 @@ use super::{
     cursor::Cursor,
     json::Json,
     table::{ColumnMeta, TableMeta, WireType},
-    value::{ValueOptions, apply_json_diff, decode_value},
+    value::{ValueError, ValueOptions, apply_json_diff, decode_value},
 };
 
 /// Which change a rows event records.
@@ -62,14 +62,22 @@ pub enum RowsError {
         event: usize,
         table_map: usize,
     },
-    #[error("row {row} of {table}, column {column} (`{name}`, {mysql_type}): {reason}")]
+    #[error("row {row} of {table}, column {column} (`{name}`, {mysql_type}): {source}")]
     Value {
         table: String,
         row: usize,
         column: usize,
         name: String,
         mysql_type: String,
-        reason: String,
+        source: ValueError,
+    },
+    /// A row image cut short before its values (its message keeps the
+    /// shape of [`RowsError::Value`]'s, with no column).
+    #[error("row {row} of {table}, column 0 (``, ): {reason}")]
+    Image {
+        table: String,
+        row: usize,
+        reason: &'static str,
     },
     #[error("row {row} of {table}: {remaining} bytes left over after the last column")]
     Trailing {
@@ -366,49 +374,24 @@ impl ImageWriter<'_> {
         row: usize,
     ) -> Result<(), RowsError> {
         let table = self.table;
-        let malformed = |what: &'static str| RowsError::Value {
-            table: table.full_name(),
-            row,
-            column: 0,
-            name: String::new(),
-            mysql_type: String::new(),
-            reason: what.to_owned(),
-        };
         let field = if matches!(role, Role::Before { .. }) {
             1
         } else {
             2
         };
         if let Role::Before { record } = role {
-            self.scratch.before.clear();
-            self.scratch.before.resize(table.columns.len(), None);
-            self.scratch.before_text.clear();
-            if record {
-                self.scratch.json.clear();
-            }
+            self.start_before_image(record);
         }
-        // PARTIAL_UPDATE_ROWS after images start with value options and, when
-        // JSON diffs are used, one bit per JSON column of the table.
-        let mut partial_bits: Option<&[u8]> = None;
-        if let Role::After { partial: true } = role {
-            let options = cursor
-                .lenenc_int()
-                .ok_or_else(|| malformed("row ends inside its value options"))?;
-            if options & 1 != 0 {
-                let len = table.json_columns.div_ceil(8);
-                partial_bits = Some(
-                    cursor
-                        .take(len)
-                        .ok_or_else(|| malformed("row ends inside its partial-JSON bitmap"))?,
-                );
-            }
-        }
+        let partial_bits = match role {
+            Role::After { partial: true } => self.partial_json_bits(cursor, row)?,
+            _ => None,
+        };
         let present_count = (0..table.columns.len())
             .filter(|&i| bit(present, i))
             .count();
         let nulls = cursor
             .take(present_count.div_ceil(8))
-            .ok_or_else(|| malformed("row ends inside its NULL bitmap"))?;
+            .ok_or_else(|| self.image_error(row, "row ends inside its NULL bitmap"))?;
 
         let mut image_index = 0;
         let mut json_index = 0;
@@ -423,75 +406,22 @@ impl ImageWriter<'_> {
             }
             let is_null = bit(nulls, image_index);
             image_index += 1;
-            let text = &mut self.scratch.text;
-            text.clear();
-            let mut sql_type = if is_null {
+            self.scratch.text.clear();
+            let sql_type = if is_null {
                 meta.null_sql_type()
             } else {
-                meta.sql_type()
-            };
-            if !is_null {
-                let value_error = |reason: String| RowsError::Value {
-                    table: table.full_name(),
-                    row,
-                    column: index,
-                    name: meta.name.clone(),
-                    mysql_type: meta.mysql_type.clone(),
-                    reason,
-                };
+                let value = ValueAt { index, row, role };
                 let diff = is_json && partial_bits.is_some_and(|bits| bit(bits, json_ordinal));
-                let decoded = if diff {
-                    let before_doc = self
-                        .scratch
-                        .json
-                        .iter()
-                        .find(|(i, _)| *i == index)
-                        .map(|(_, d)| d);
-                    let decoded = apply_json_diff(meta, cursor, before_doc, text)
-                        .map_err(|e| value_error(e.to_string()))?;
-                    if decoded.partial_text {
-                        warn_partial_json(table);
-                    }
-                    decoded
-                } else {
-                    let keep_json =
-                        self.keep_json && is_json && role == Role::Before { record: true };
-                    decode_value(meta, cursor, self.options, keep_json, text)
-                        .map_err(|e| value_error(e.to_string()))?
-                };
-                if decoded.above_signed_max {
-                    sql_type = meta.bumped_sql_type();
-                }
-                if let Some(document) = decoded.json {
-                    self.scratch.json.push((index, document));
-                }
-            }
+                self.decode_column(meta, cursor, value, diff)?
+            };
             if let Role::Before { record: true } = role {
-                let start = self.scratch.before_text.len();
-                self.scratch.before_text.push_str(&self.scratch.text);
-                self.scratch.before[index] = Some(BeforeValue {
-                    null: is_null,
-                    start,
-                    end: self.scratch.before_text.len(),
-                });
+                self.record_before(index, is_null);
             }
             if self.keep.is_some_and(|keep| !keep(meta)) {
                 continue;
             }
-            let text = self.scratch.text.as_str();
-            let updated = match role {
-                Role::Insert => true,
-                Role::Before { .. } => false,
-                Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
-                    Some(b) => {
-                        let same = b.null == is_null
-                            && (is_null || self.scratch.before_text[b.start..b.end] == *text);
-                        !same
-                    }
-                    None => true,
-                },
-            };
-            let value = (!is_null).then_some(text);
+            let updated = self.updated(role, index, is_null);
+            let value = (!is_null).then_some(self.scratch.text.as_str());
             put_column(
                 &mut self.scratch.row,
                 field,
@@ -504,6 +434,130 @@ impl ImageWriter<'_> {
         }
         Ok(())
     }
+
+    /// Forgets the previous row's before image.
+    fn start_before_image(&mut self, record: bool) {
+        self.scratch.before.clear();
+        self.scratch.before.resize(self.table.columns.len(), None);
+        self.scratch.before_text.clear();
+        if record {
+            self.scratch.json.clear();
+        }
+    }
+
+    /// PARTIAL_UPDATE_ROWS after images start with value options and, when
+    /// JSON diffs are used, one bit per JSON column of the table.
+    fn partial_json_bits<'a>(
+        &self,
+        cursor: &mut Cursor<'a>,
+        row: usize,
+    ) -> Result<Option<&'a [u8]>, RowsError> {
+        let options = cursor
+            .lenenc_int()
+            .ok_or_else(|| self.image_error(row, "row ends inside its value options"))?;
+        if options & 1 == 0 {
+            return Ok(None);
+        }
+        let len = self.table.json_columns.div_ceil(8);
+        let bits = cursor
+            .take(len)
+            .ok_or_else(|| self.image_error(row, "row ends inside its partial-JSON bitmap"))?;
+        Ok(Some(bits))
+    }
+
+    /// Decodes one non-NULL value into `scratch.text` and returns the
+    /// sqlType canal reports for it. `diff`: the value is a JSON diff
+    /// against the column's before image.
+    #[inline]
+    fn decode_column(
+        &mut self,
+        meta: &ColumnMeta,
+        cursor: &mut Cursor<'_>,
+        at: ValueAt,
+        diff: bool,
+    ) -> Result<i32, RowsError> {
+        let text = &mut self.scratch.text;
+        let decoded = if diff {
+            let before_doc = self
+                .scratch
+                .json
+                .iter()
+                .find(|(i, _)| *i == at.index)
+                .map(|(_, d)| d);
+            let decoded = apply_json_diff(meta, cursor, before_doc, text);
+            if decoded.as_ref().is_ok_and(|d| d.partial_text) {
+                warn_partial_json(self.table);
+            }
+            decoded
+        } else {
+            let keep_json = self.keep_json
+                && matches!(meta.wire, WireType::Json { .. })
+                && at.role == Role::Before { record: true };
+            decode_value(meta, cursor, self.options, keep_json, text)
+        };
+        let decoded = decoded.map_err(|source| RowsError::Value {
+            table: self.table.full_name(),
+            row: at.row,
+            column: at.index,
+            name: meta.name.clone(),
+            mysql_type: meta.mysql_type.clone(),
+            source,
+        })?;
+        if let Some(document) = decoded.json {
+            self.scratch.json.push((at.index, document));
+        }
+        Ok(if decoded.above_signed_max {
+            meta.bumped_sql_type()
+        } else {
+            meta.sql_type()
+        })
+    }
+
+    /// Keeps a before-image value to compute `updated` in the after image.
+    fn record_before(&mut self, index: usize, is_null: bool) {
+        let start = self.scratch.before_text.len();
+        self.scratch.before_text.push_str(&self.scratch.text);
+        self.scratch.before[index] = Some(BeforeValue {
+            null: is_null,
+            start,
+            end: self.scratch.before_text.len(),
+        });
+    }
+
+    /// canal's `updated` flag: every inserted column, no before-image
+    /// column, and the after-image columns whose value differs from before.
+    fn updated(&self, role: Role, index: usize, is_null: bool) -> bool {
+        match role {
+            Role::Insert => true,
+            Role::Before { .. } => false,
+            Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
+                Some(b) => {
+                    let same = b.null == is_null
+                        && (is_null
+                            || self.scratch.before_text[b.start..b.end] == self.scratch.text);
+                    !same
+                }
+                None => true,
+            },
+        }
+    }
+
+    /// The row image is cut short before its values.
+    fn image_error(&self, row: usize, reason: &'static str) -> RowsError {
+        RowsError::Image {
+            table: self.table.full_name(),
+            row,
+            reason,
+        }
+    }
+}
+
+/// Where a value stands: its column, row and image.
+#[derive(Debug, Clone, Copy)]
+struct ValueAt {
+    index: usize,
+    row: usize,
+    role: Role,
 }
 
 /// Says once per process that JSON partial updates arrive as diffs.

@@ -9,6 +9,7 @@ use super::{
     json::{self, Json},
     table::{ColumnMeta, WireType},
     temporal,
+    text::push_int,
 };
 
 /// Settings that change how values are rendered.
@@ -77,28 +78,12 @@ pub fn decode_value(
     out: &mut String,
 ) -> Result<Decoded, ValueError> {
     let mut decoded = Decoded::default();
-    let unsigned = column.unsigned;
     match column.wire {
-        WireType::Tiny => {
-            let raw = need(cursor.uint_le(1))?;
-            integer(raw, 8, unsigned, &mut decoded, out);
-        }
-        WireType::Short => {
-            let raw = need(cursor.uint_le(2))?;
-            integer(raw, 16, unsigned, &mut decoded, out);
-        }
-        WireType::Int24 => {
-            let raw = need(cursor.uint_le(3))?;
-            integer(raw, 24, unsigned, &mut decoded, out);
-        }
-        WireType::Long => {
-            let raw = need(cursor.uint_le(4))?;
-            integer(raw, 32, unsigned, &mut decoded, out);
-        }
-        WireType::LongLong => {
-            let raw = need(cursor.uint_le(8))?;
-            integer(raw, 64, unsigned, &mut decoded, out);
-        }
+        WireType::Tiny => decoded.above_signed_max = integer(cursor, 1, column.unsigned, out)?,
+        WireType::Short => decoded.above_signed_max = integer(cursor, 2, column.unsigned, out)?,
+        WireType::Int24 => decoded.above_signed_max = integer(cursor, 3, column.unsigned, out)?,
+        WireType::Long => decoded.above_signed_max = integer(cursor, 4, column.unsigned, out)?,
+        WireType::LongLong => decoded.above_signed_max = integer(cursor, 8, column.unsigned, out)?,
         WireType::Float => {
             let bits = need(cursor.uint_le(4))? as u32;
             javafmt::write_f32(f32::from_bits(bits), out);
@@ -123,66 +108,22 @@ pub fn decode_value(
         }
         WireType::Bit { bits } => {
             let value = need(cursor.uint_be(usize::from(bits).div_ceil(8)))?;
-            super::text::push_int(out, value);
+            push_int(out, value);
         }
-        WireType::VarString { max_bytes } | WireType::FixedString { max_bytes } => {
-            let prefix = if max_bytes < 256 { 1 } else { 2 };
-            let length = length_prefix(cursor, prefix)?;
-            if length > usize::from(max_bytes) {
-                return Err(ValueError::TooLong {
-                    length: length as u64,
-                    max: u64::from(max_bytes),
-                });
-            }
-            column.charset.decode_into(need(cursor.take(length))?, out);
+        WireType::VarString { max_bytes } => {
+            string(column, cursor, max_bytes, out)?;
+        }
+        WireType::FixedString { max_bytes } => {
+            let length = string(column, cursor, max_bytes, out)?;
             // BINARY(n) is stored padded with 0x00 but logged without the
             // padding; restore it so values such as binary UUIDs ending in
             // zero bytes keep their length (canal drops them).
-            if let WireType::FixedString { max_bytes } = column.wire
-                && column.charset.is_binary()
-            {
+            if column.charset.is_binary() {
                 out.extend(std::iter::repeat_n('\0', usize::from(max_bytes) - length));
             }
         }
-        WireType::Enum { pack_len } => {
-            if pack_len > 2 {
-                return Err(ValueError::BadPackLength(pack_len));
-            }
-            let index = need(cursor.uint_le(usize::from(pack_len)))?;
-            match column.labels.as_deref() {
-                Some(labels) if options.enum_set_labels => {
-                    // Index 0 is the empty "error" value of an ENUM.
-                    let label = usize::try_from(index)
-                        .ok()
-                        .and_then(|i| i.checked_sub(1))
-                        .and_then(|i| labels.get(i));
-                    out.push_str(label.map(String::as_str).unwrap_or(""));
-                }
-                _ => {
-                    super::text::push_int(out, index);
-                }
-            }
-        }
-        WireType::Set { pack_len } => {
-            if pack_len == 0 || pack_len > 8 {
-                return Err(ValueError::BadPackLength(pack_len));
-            }
-            let mask = need(cursor.uint_le(usize::from(pack_len)))?;
-            match column.labels.as_deref() {
-                Some(labels) if options.enum_set_labels => {
-                    let chosen: Vec<&str> = labels
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
-                        .map(|(_, l)| l.as_str())
-                        .collect();
-                    out.push_str(&chosen.join(","));
-                }
-                _ => {
-                    super::text::push_int(out, mask);
-                }
-            }
-        }
+        WireType::Enum { pack_len } => enum_value(column, cursor, pack_len, options, out)?,
+        WireType::Set { pack_len } => set_value(column, cursor, pack_len, options, out)?,
         WireType::Blob { len_bytes }
         | WireType::Geometry { len_bytes }
         | WireType::Vector { len_bytes } => {
@@ -209,21 +150,103 @@ pub fn decode_value(
     Ok(decoded)
 }
 
-/// Renders a `bits`-wide integer, signed or not, noting unsigned values
-/// above the signed maximum.
-fn integer(raw: u64, bits: u32, unsigned: bool, decoded: &mut Decoded, out: &mut String) {
+/// Renders a `bytes`-wide integer, signed or not; says whether an unsigned
+/// value is above the signed maximum.
+#[inline]
+fn integer(
+    cursor: &mut Cursor<'_>,
+    bytes: usize,
+    unsigned: bool,
+    out: &mut String,
+) -> Result<bool, ValueError> {
+    let raw = need(cursor.uint_le(bytes))?;
+    let bits = bytes as u32 * 8;
     let sign_bit = 1u64 << (bits - 1);
     if unsigned {
-        decoded.above_signed_max = raw & sign_bit != 0;
-        super::text::push_int(out, raw);
-    } else {
-        let value = if bits < 64 && raw & sign_bit != 0 {
-            raw as i64 - (1i64 << bits)
-        } else {
-            raw as i64
-        };
-        super::text::push_int(out, value);
+        push_int(out, raw);
+        return Ok(raw & sign_bit != 0);
     }
+    let value = if bits < 64 && raw & sign_bit != 0 {
+        raw as i64 - (1i64 << bits)
+    } else {
+        raw as i64
+    };
+    push_int(out, value);
+    Ok(false)
+}
+
+/// A VARCHAR/CHAR value (up to `max_bytes`, with a 1- or 2-byte length
+/// prefix) in the column's charset; returns its stored length.
+#[inline]
+fn string(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    max_bytes: u16,
+    out: &mut String,
+) -> Result<usize, ValueError> {
+    let prefix = if max_bytes < 256 { 1 } else { 2 };
+    let length = length_prefix(cursor, prefix)?;
+    if length > usize::from(max_bytes) {
+        return Err(ValueError::TooLong {
+            length: length as u64,
+            max: u64::from(max_bytes),
+        });
+    }
+    column.charset.decode_into(need(cursor.take(length))?, out);
+    Ok(length)
+}
+
+/// An ENUM value: canal's index, or its label when asked for.
+fn enum_value(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    pack_len: u8,
+    options: &ValueOptions,
+    out: &mut String,
+) -> Result<(), ValueError> {
+    if pack_len > 2 {
+        return Err(ValueError::BadPackLength(pack_len));
+    }
+    let index = need(cursor.uint_le(usize::from(pack_len)))?;
+    match column.labels.as_deref() {
+        Some(labels) if options.enum_set_labels => {
+            // Index 0 is the empty "error" value of an ENUM.
+            let label = usize::try_from(index)
+                .ok()
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| labels.get(i));
+            out.push_str(label.map(String::as_str).unwrap_or(""));
+        }
+        _ => push_int(out, index),
+    }
+    Ok(())
+}
+
+/// A SET value: canal's bitmask, or its labels when asked for.
+fn set_value(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    pack_len: u8,
+    options: &ValueOptions,
+    out: &mut String,
+) -> Result<(), ValueError> {
+    if pack_len == 0 || pack_len > 8 {
+        return Err(ValueError::BadPackLength(pack_len));
+    }
+    let mask = need(cursor.uint_le(usize::from(pack_len)))?;
+    match column.labels.as_deref() {
+        Some(labels) if options.enum_set_labels => {
+            let chosen: Vec<&str> = labels
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+                .map(|(_, l)| l.as_str())
+                .collect();
+            out.push_str(&chosen.join(","));
+        }
+        _ => push_int(out, mask),
+    }
+    Ok(())
 }
 
 /// Reads a JSON partial-update value (its diffs) and applies them to the
