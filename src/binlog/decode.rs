@@ -156,8 +156,7 @@ impl Decoder {
     ) -> Result<(), DecodeError> {
         match role_of(event.type_code()) {
             EventRole::FormatDescription => self.decode_format_description(event)?,
-            EventRole::Query => self.decode_query(event, out)?,
-            EventRole::ExecuteLoadQuery => self.decode_execute_load_query(event, out)?,
+            EventRole::Query(kind) => self.decode_query(event, out, kind)?,
             EventRole::StatementText(kind) => {
                 let sql = statement::statement_text(event, kind)?;
                 self.push_text_query(event, out, sql);

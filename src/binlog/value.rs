@@ -122,8 +122,15 @@ pub fn decode_value(
                 out.extend(std::iter::repeat_n('\0', usize::from(max_bytes) - length));
             }
         }
-        WireType::Enum { pack_len } => enum_value(column, cursor, pack_len, options, out)?,
-        WireType::Set { pack_len } => set_value(column, cursor, pack_len, options, out)?,
+        WireType::Enum { pack_len } if pack_len <= 2 => {
+            labelled(column, cursor, pack_len, options, out, push_enum_label)?
+        }
+        WireType::Set { pack_len } if (1..=8).contains(&pack_len) => {
+            labelled(column, cursor, pack_len, options, out, push_set_labels)?
+        }
+        WireType::Enum { pack_len } | WireType::Set { pack_len } => {
+            return Err(ValueError::BadPackLength(pack_len));
+        }
         WireType::Blob { len_bytes }
         | WireType::Geometry { len_bytes }
         | WireType::Vector { len_bytes } => {
@@ -196,57 +203,43 @@ fn string(
     Ok(length)
 }
 
-/// An ENUM value: canal's index, or its label when asked for.
-fn enum_value(
+/// An ENUM or SET value stored in `pack_len` bytes: canal's number (the
+/// ENUM's index, the SET's bitmask), or what it names, written by `name`,
+/// when labels are asked for and known.
+#[inline]
+fn labelled(
     column: &ColumnMeta,
     cursor: &mut Cursor<'_>,
     pack_len: u8,
     options: &ValueOptions,
     out: &mut String,
+    name: fn(&[String], u64, &mut String),
 ) -> Result<(), ValueError> {
-    if pack_len > 2 {
-        return Err(ValueError::BadPackLength(pack_len));
-    }
-    let index = need(cursor.uint_le(usize::from(pack_len)))?;
+    let number = need(cursor.uint_le(usize::from(pack_len)))?;
     match column.labels.as_deref() {
-        Some(labels) if options.enum_set_labels => {
-            // Index 0 is the empty "error" value of an ENUM.
-            let label = usize::try_from(index)
-                .ok()
-                .and_then(|i| i.checked_sub(1))
-                .and_then(|i| labels.get(i));
-            out.push_str(label.map(String::as_str).unwrap_or(""));
-        }
-        _ => push_int(out, index),
+        Some(labels) if options.enum_set_labels => name(labels, number, out),
+        _ => push_int(out, number),
     }
     Ok(())
 }
 
-/// A SET value: canal's bitmask, or its labels when asked for.
-fn set_value(
-    column: &ColumnMeta,
-    cursor: &mut Cursor<'_>,
-    pack_len: u8,
-    options: &ValueOptions,
-    out: &mut String,
-) -> Result<(), ValueError> {
-    if pack_len == 0 || pack_len > 8 {
-        return Err(ValueError::BadPackLength(pack_len));
-    }
-    let mask = need(cursor.uint_le(usize::from(pack_len)))?;
-    match column.labels.as_deref() {
-        Some(labels) if options.enum_set_labels => {
-            let chosen: Vec<&str> = labels
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            out.push_str(&chosen.join(","));
-        }
-        _ => push_int(out, mask),
-    }
-    Ok(())
+fn push_enum_label(labels: &[String], index: u64, out: &mut String) {
+    // Index 0 is the empty "error" value of an ENUM.
+    let label = usize::try_from(index)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| labels.get(i));
+    out.push_str(label.map(String::as_str).unwrap_or(""));
+}
+
+fn push_set_labels(labels: &[String], mask: u64, out: &mut String) {
+    let chosen: Vec<&str> = labels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    out.push_str(&chosen.join(","));
 }
 
 /// Reads a JSON partial-update value (its diffs) and applies them to the

@@ -13,9 +13,8 @@ use crate::binlog::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum EventRole {
     FormatDescription,
-    Query,
-    /// Statement-based LOAD DATA, forwarded as its statement text.
-    ExecuteLoadQuery,
+    /// An event that carries one statement.
+    Query(QueryEventKind),
     /// Text that comes with the next statement or rows: a QUERY entry.
     StatementText(TextEvent),
     Xid,
@@ -37,6 +36,15 @@ pub(super) enum EventRole {
     WithoutChanges,
     /// Not known to this decoder.
     Unknown,
+}
+
+/// The events that carry one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum QueryEventKind {
+    /// QUERY.
+    Query,
+    /// Statement-based LOAD DATA, forwarded as its statement text.
+    ExecuteLoadQuery,
 }
 
 /// The events whose only content is text about a statement.
@@ -67,8 +75,8 @@ fn mysql_role(event_type: Bt) -> EventRole {
     let rows = |kind, v2, partial| R::Rows(RowsLayout { kind, v2, partial });
     match event_type {
         Bt::FORMAT_DESCRIPTION_EVENT => R::FormatDescription,
-        Bt::QUERY_EVENT => R::Query,
-        Bt::EXECUTE_LOAD_QUERY_EVENT => R::ExecuteLoadQuery,
+        Bt::QUERY_EVENT => R::Query(QueryEventKind::Query),
+        Bt::EXECUTE_LOAD_QUERY_EVENT => R::Query(QueryEventKind::ExecuteLoadQuery),
         Bt::ROWS_QUERY_EVENT => R::StatementText(TextEvent::RowsQuery),
         Bt::INTVAR_EVENT => R::StatementText(TextEvent::Intvar),
         Bt::RAND_EVENT => R::StatementText(TextEvent::Rand),

@@ -26,41 +26,53 @@ use crate::{
     protocol::entry::{EventType, RowChange},
 };
 
-use super::{DecodeError, Decoder, event_role::TextEvent};
+use super::{
+    DecodeError, Decoder,
+    event_role::{QueryEventKind, TextEvent},
+};
+
+/// One statement as its event carries it.
+struct QueryStatement {
+    /// The schema the statement ran in (`USE`), which unqualified names
+    /// refer to.
+    default_schema: String,
+    sql: String,
+    thread_id: u32,
+}
 
 impl Decoder {
-    /// A QUERY event: one statement with its default schema.
+    /// A QUERY event, or an EXECUTE_LOAD_QUERY (statement-based LOAD DATA:
+    /// the statement is forwarded as text, like other statement-based
+    /// changes; the file contents are not rows). Both carry one statement
+    /// with its default schema and client charset.
     pub(super) fn decode_query(
         &mut self,
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
+        kind: QueryEventKind,
     ) -> Result<(), DecodeError> {
-        let query = event
-            .parse::<QueryEvent<'_>>()
-            .map_err(|e| DecodeError::malformed(event, e))?;
-        let sql = query_charset(query.status_vars())
-            .decode(query.query_raw())
-            .into_owned();
-        let schema = query.schema().into_owned();
-        self.decode_statement(event, out, schema, sql, query.thread_id());
-        Ok(())
-    }
-
-    /// Statement-based LOAD DATA: the statement is forwarded as text, like
-    /// other statement-based changes (the file contents are not rows).
-    pub(super) fn decode_execute_load_query(
-        &mut self,
-        event: &SourceEvent,
-        out: &mut Vec<ChangeEvent>,
-    ) -> Result<(), DecodeError> {
-        let load = event
-            .parse::<ExecuteLoadQueryEvent<'_>>()
-            .map_err(|e| DecodeError::malformed(event, e))?;
-        let sql = query_charset(load.status_vars())
-            .decode(load.query_raw())
-            .into_owned();
-        let schema = load.schema().into_owned();
-        self.decode_statement(event, out, schema, sql, load.thread_id());
+        let malformed = |e| DecodeError::malformed(event, e);
+        let statement = match kind {
+            QueryEventKind::Query => {
+                let query = event.parse::<QueryEvent<'_>>().map_err(malformed)?;
+                QueryStatement {
+                    default_schema: query.schema().into_owned(),
+                    sql: query_text(query.status_vars(), query.query_raw()),
+                    thread_id: query.thread_id(),
+                }
+            }
+            QueryEventKind::ExecuteLoadQuery => {
+                let load = event
+                    .parse::<ExecuteLoadQueryEvent<'_>>()
+                    .map_err(malformed)?;
+                QueryStatement {
+                    default_schema: load.schema().into_owned(),
+                    sql: query_text(load.status_vars(), load.query_raw()),
+                    thread_id: load.thread_id(),
+                }
+            }
+        };
+        self.decode_statement(event, out, statement);
         Ok(())
     }
 
@@ -68,19 +80,17 @@ impl Decoder {
         &mut self,
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
-        default_schema: String,
-        sql: String,
-        thread_id: u32,
+        statement: QueryStatement,
     ) {
-        match ddl::classify(&sql, &default_schema) {
-            Statement::Begin { xa } => self.begin_statement(event, out, thread_id, xa),
+        match ddl::classify(&statement.sql, &statement.default_schema) {
+            Statement::Begin { xa } => self.begin_statement(event, out, statement.thread_id, xa),
             Statement::End { xa } => self.end_statement(event, out, xa),
             Statement::XaOutcome { event_type, xid } => {
-                self.xa_outcome(event, out, sql, event_type, xid)
+                self.xa_outcome(event, out, statement.sql, event_type, xid)
             }
             Statement::Ignored => {}
-            Statement::Ddl(target) => self.ddl_statement(event, out, &target, sql, default_schema),
-            Statement::Dml(target) => self.dml_statement(event, out, &target, sql, default_schema),
+            Statement::Ddl(target) => self.ddl_statement(event, out, &target, statement),
+            Statement::Dml(target) => self.dml_statement(event, out, &target, statement),
         }
     }
 
@@ -89,8 +99,7 @@ impl Decoder {
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
         target: &DdlTarget,
-        sql: String,
-        default_schema: String,
+        statement: QueryStatement,
     ) {
         if let Some(schema) = self.schema.as_mut() {
             let at = LogPosition::new(event.journal.to_string(), event.start);
@@ -99,7 +108,7 @@ impl Decoder {
         // Table ids may be reused for the changed table.
         self.tables.clear();
         if self.keep_statement(target) {
-            self.push_statement(event, out, target, sql, default_schema, ChangeKind::Ddl);
+            self.push_statement(event, out, target, statement, ChangeKind::Ddl);
         }
         if !self.in_transaction {
             // Outside BEGIN, a statement is its own event group.
@@ -112,8 +121,7 @@ impl Decoder {
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
         target: &DdlTarget,
-        sql: String,
-        default_schema: String,
+        statement: QueryStatement,
     ) {
         if !self.in_transaction {
             self.end_transaction();
@@ -132,7 +140,7 @@ impl Decoder {
         {
             return;
         }
-        self.push_statement(event, out, target, sql, default_schema, ChangeKind::Query);
+        self.push_statement(event, out, target, statement, ChangeKind::Query);
     }
 
     /// A statement as a ROWDATA entry: DDL (`isDdl=true`) or statement-based
@@ -142,15 +150,14 @@ impl Decoder {
         event: &SourceEvent,
         out: &mut Vec<ChangeEvent>,
         target: &DdlTarget,
-        sql: String,
-        default_schema: String,
+        statement: QueryStatement,
         kind: ChangeKind,
     ) {
         let change = RowChange {
             event_type: Some(target.event_type as i32),
             is_ddl: Some(kind == ChangeKind::Ddl),
-            sql,
-            ddl_schema_name: default_schema,
+            sql: statement.sql,
+            ddl_schema_name: statement.default_schema,
             ..Default::default()
         };
         let header = self.header(
@@ -221,6 +228,11 @@ pub(super) fn statement_text(event: &SourceEvent, kind: TextEvent) -> Result<Str
         }
         TextEvent::UserVar => user_var_sql(&event.parse::<UserVarEvent<'_>>().map_err(malformed)?),
     })
+}
+
+/// A statement's text, decoded from the client charset its event records.
+fn query_text(vars: &StatusVars<'_>, raw: &[u8]) -> String {
+    query_charset(vars).decode(raw).into_owned()
 }
 
 /// The client charset a QUERY event records for its statement text.
