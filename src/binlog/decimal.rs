@@ -24,10 +24,23 @@ fn group_bytes(digits: usize) -> usize {
 /// Why a decimal could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
+    /// The column's precision and scale are impossible.
     #[error("DECIMAL({precision},{scale}) is not a valid definition")]
-    BadDefinition { precision: u8, scale: u8 },
+    BadDefinition {
+        /// Digits in total.
+        precision: u8,
+        /// Digits after the point.
+        scale: u8,
+    },
+    /// The value is not as long as its definition says.
     #[error("DECIMAL value needs {expected} bytes, got {actual}")]
-    BadLength { expected: usize, actual: usize },
+    BadLength {
+        /// Bytes the definition takes.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// A group of digits holds a number it cannot.
     #[error("DECIMAL group holds {0}, more than its digits allow")]
     BadGroup(u32),
 }

@@ -36,53 +36,77 @@ pub struct RowsLayout {
 /// The parts of a rows event the decoder needs, read from its body.
 #[derive(Debug, Clone)]
 pub struct RowsEventBody<'a> {
+    /// The change the rows record.
     pub kind: RowsKind,
+    /// The table map the rows are decoded against.
     pub table_id: u64,
     /// The after image of updates may hold JSON diffs (PARTIAL_UPDATE_ROWS).
     pub partial: bool,
+    /// Columns of the table, as the event counts them.
     pub num_columns: usize,
     /// Columns present in the first image (after image for inserts).
     pub present: &'a [u8],
     /// Columns present in the after image of updates.
     pub present_after: Option<&'a [u8]>,
+    /// The row images, one after another.
     pub rows: &'a [u8],
 }
 
 /// Why a rows event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowsError {
+    /// The event's body does not parse.
     #[error("rows event body is malformed: {0}")]
     Malformed(&'static str),
+    /// The event and its table map disagree on the number of columns.
     #[error(
         "rows event has {event} columns but the table map of {table} has {table_map}: \
          refusing to guess which columns the values belong to"
     )]
     ColumnCount {
+        /// `schema.table`.
         table: String,
+        /// Columns in the rows event.
         event: usize,
+        /// Columns in the table map.
         table_map: usize,
     },
+    /// One value could not be decoded.
     #[error("row {row} of {table}, column {column} (`{name}`, {mysql_type}): {source}")]
     Value {
+        /// `schema.table`.
         table: String,
+        /// The row's place in the event, from 0.
         row: usize,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The column's name.
         name: String,
+        /// The column's type text.
         mysql_type: String,
-        source: ValueError,
+        /// Why the value could not be decoded (boxed: errors are rare, and
+        /// a small `RowsError` keeps the per-row `Result`s small).
+        source: Box<ValueError>,
     },
     /// A row image cut short before its values (its message keeps the
     /// shape of [`RowsError::Value`]'s, with no column).
     #[error("row {row} of {table}, column 0 (``, ): {reason}")]
     Image {
+        /// `schema.table`.
         table: String,
+        /// The row's place in the event, from 0.
         row: usize,
+        /// Where the image ends.
         reason: &'static str,
     },
+    /// A row image is longer than its columns.
     #[error("row {row} of {table}: {remaining} bytes left over after the last column")]
     Trailing {
+        /// `schema.table`.
         table: String,
+        /// The row's place in the event, from 0.
         row: usize,
+        /// Bytes left over.
         remaining: usize,
     },
 }
@@ -147,6 +171,7 @@ pub struct ColumnParts {
 }
 
 impl ColumnParts {
+    /// Encodes the fixed fields of `meta`.
     pub fn new(meta: &ColumnMeta) -> Self {
         let mut name_key = Vec::with_capacity(meta.name.len() + 4);
         put_string(&mut name_key, 3, &meta.name);
@@ -265,7 +290,9 @@ struct BeforeValue {
 /// What [`encode_rows`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RowsWritten {
+    /// Rows.
     pub rows: usize,
+    /// Row images (an updated row has two).
     pub images: usize,
 }
 
@@ -501,7 +528,7 @@ impl ImageWriter<'_> {
             column: at.index,
             name: meta.name.clone(),
             mysql_type: meta.mysql_type.clone(),
-            source,
+            source: Box::new(source),
         })?;
         if let Some(document) = decoded.json {
             self.scratch.json.push((at.index, document));

@@ -25,103 +25,164 @@ pub enum TableError {
     /// A column's type code is not a MySQL type.
     #[error("table {table}: column {column} has unknown binlog type {type_code}")]
     UnknownType {
+        /// `schema.table`.
         table: String,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The type code the table map gives.
         type_code: u8,
     },
     /// A column's type metadata is impossible for its type.
     #[error("table {table}: column {column} ({type_name}) has malformed type metadata {meta:02x?}")]
     BadMetadata {
+        /// `schema.table`.
         table: String,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The column's type.
         type_name: &'static str,
+        /// The type metadata the table map gives.
         meta: Vec<u8>,
     },
     /// The optional metadata (binlog_row_metadata) does not parse.
     #[error("table {table}: optional metadata is malformed: {source}")]
     BadOptionalMetadata {
+        /// `schema.table`.
         table: String,
+        /// What mysql_common's reader said.
         source: std::io::Error,
     },
 }
 
 /// java.sql.Types codes used in canal columns.
 pub mod sql_types {
+    /// `java.sql.Types.BIT`.
     pub const BIT: i32 = -7;
+    /// `java.sql.Types.TINYINT`.
     pub const TINYINT: i32 = -6;
+    /// `java.sql.Types.SMALLINT`.
     pub const SMALLINT: i32 = 5;
+    /// `java.sql.Types.INTEGER`.
     pub const INTEGER: i32 = 4;
+    /// `java.sql.Types.BIGINT`.
     pub const BIGINT: i32 = -5;
+    /// `java.sql.Types.REAL`.
     pub const REAL: i32 = 7;
+    /// `java.sql.Types.DOUBLE`.
     pub const DOUBLE: i32 = 8;
+    /// `java.sql.Types.DECIMAL`.
     pub const DECIMAL: i32 = 3;
+    /// `java.sql.Types.CHAR`.
     pub const CHAR: i32 = 1;
+    /// `java.sql.Types.VARCHAR`.
     pub const VARCHAR: i32 = 12;
+    /// `java.sql.Types.DATE`.
     pub const DATE: i32 = 91;
+    /// `java.sql.Types.TIME`.
     pub const TIME: i32 = 92;
+    /// `java.sql.Types.TIMESTAMP`.
     pub const TIMESTAMP: i32 = 93;
+    /// `java.sql.Types.BLOB`.
     pub const BLOB: i32 = 2004;
+    /// `java.sql.Types.CLOB`.
     pub const CLOB: i32 = 2005;
+    /// `java.sql.Types.OTHER`.
     pub const OTHER: i32 = 1111;
 }
 
 /// A column's encoding in row images, with the parameters decoding needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireType {
+    /// TINYINT: 1 byte.
     Tiny,
+    /// SMALLINT: 2 bytes.
     Short,
+    /// MEDIUMINT: 3 bytes.
     Int24,
+    /// INT: 4 bytes.
     Long,
+    /// BIGINT: 8 bytes.
     LongLong,
+    /// FLOAT: 4 bytes.
     Float,
+    /// DOUBLE: 8 bytes.
     Double,
+    /// DECIMAL(precision, scale), in MySQL's binary form.
     Decimal {
+        /// Digits in total.
         precision: u8,
+        /// Digits after the point.
         scale: u8,
     },
+    /// YEAR: 1 byte, years since 1900.
     Year,
+    /// DATE: 3 bytes.
     Date,
+    /// TIME before MySQL 5.6.4: 3 bytes.
     Time,
+    /// TIME with `fsp` fraction digits (MySQL 5.6.4 and later).
     Time2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
+    /// DATETIME before MySQL 5.6.4: 8 bytes.
     DateTime,
+    /// DATETIME with `fsp` fraction digits.
     DateTime2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
+    /// TIMESTAMP before MySQL 5.6.4: 4 bytes.
     Timestamp,
+    /// TIMESTAMP with `fsp` fraction digits.
     Timestamp2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
     /// BIT(n): `bits` in total.
     Bit {
+        /// Bits in total (1 to 64).
         bits: u16,
     },
     /// VARCHAR / VARBINARY: up to `max_bytes`, 1- or 2-byte length prefix.
     VarString {
+        /// The column's maximum length in bytes.
         max_bytes: u16,
     },
     /// CHAR / BINARY: up to `max_bytes`, stored without trailing padding.
     FixedString {
+        /// The column's maximum length in bytes.
         max_bytes: u16,
     },
+    /// ENUM: the index of its label in `pack_len` bytes.
     Enum {
+        /// Bytes the value takes.
         pack_len: u8,
     },
+    /// SET: a bitmask of its labels in `pack_len` bytes.
     Set {
+        /// Bytes the value takes.
         pack_len: u8,
     },
     /// TEXT and BLOB types (and MariaDB's JSON): `len_bytes` length prefix.
     Blob {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// Geometry types: the stored form (SRID and WKB) with a `len_bytes`
+    /// length prefix.
     Geometry {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// MySQL's binary JSON: `len_bytes` length prefix.
     Json {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// VECTOR (MySQL 9): floats with a `len_bytes` length prefix.
     Vector {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
 }
@@ -239,6 +300,7 @@ impl WireType {
 /// Which server wrote the binlog, for the type names it prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ServerFlavor {
+    /// MariaDB, which prints integer display widths.
     #[default]
     MariaDb,
     /// MySQL before 8.0.19, which prints integer display widths.
@@ -274,10 +336,15 @@ impl ServerFlavor {
 pub struct ColumnMeta {
     /// Empty when neither the binlog nor the schema tracker knows it.
     pub name: String,
+    /// How its values are stored in row images.
     pub wire: WireType,
+    /// Whether a numeric column is UNSIGNED.
     pub unsigned: bool,
+    /// How its text is decoded.
     pub charset: Charset,
+    /// The charset's name, for the type text (`binary` for bytes).
     pub charset_name: &'static str,
+    /// Whether the column is part of the primary key.
     pub is_key: bool,
     /// The column type as the server prints it (`int(11)`, `varchar(20)`).
     pub mysql_type: String,
@@ -371,8 +438,11 @@ impl ColumnMeta {
 /// A table as of one table map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableMeta {
+    /// The database.
     pub schema: String,
+    /// The table's name.
     pub table: String,
+    /// The columns, in table order.
     pub columns: Vec<ColumnMeta>,
     /// Whether column names came with the binlog (binlog_row_metadata=FULL).
     pub has_names: bool,

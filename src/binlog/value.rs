@@ -33,14 +33,24 @@ impl Default for ValueOptions {
 /// Why a value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
+    /// The row image ends inside the value.
     #[error("row image ends inside the value")]
     Truncated,
+    /// A DECIMAL value does not decode.
     #[error("{0}")]
     Decimal(#[from] decimal::DecimalError),
+    /// A JSON value does not decode.
     #[error("{0}")]
     Json(#[from] json::JsonError),
+    /// A string is longer than its column allows.
     #[error("value length {length} exceeds the column's maximum {max}")]
-    TooLong { length: u64, max: u64 },
+    TooLong {
+        /// The value's length prefix.
+        length: u64,
+        /// The column's maximum in bytes.
+        max: u64,
+    },
+    /// An ENUM/SET stored in a number of bytes the server never uses.
     #[error("ENUM/SET pack length {0} is not supported")]
     BadPackLength(u8),
 }

@@ -15,9 +15,13 @@ pub enum DecodeError {
     /// The event's body does not parse.
     #[error("{journal}:{offset}: malformed {event_type} event: {reason}")]
     Malformed {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// The event type's name.
         event_type: String,
+        /// Why it does not parse.
         reason: String,
     },
     /// An event type that may carry row changes this decoder cannot read.
@@ -26,9 +30,13 @@ pub enum DecodeError {
          stopping rather than dropping them ({hint})"
     )]
     Unsupported {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// The event type's name.
         event_type: String,
+        /// What to change on the source.
         hint: &'static str,
     },
     /// A rows event names a table id no TABLE_MAP event described.
@@ -36,22 +44,31 @@ pub enum DecodeError {
         "{journal}:{offset}: rows event for table id {table_id} has no preceding TABLE_MAP event"
     )]
     UnknownTable {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// The table id the rows event names.
         table_id: u64,
     },
     /// A table map could not be turned into table metadata.
     #[error("{journal}:{offset}: {reason}")]
     Table {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// Why the table map could not be read.
         reason: String,
     },
     /// The rows of a rows event could not be decoded.
     #[error("{journal}:{offset}: {source}")]
     Rows {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// Why the rows could not be decoded.
         source: Box<RowsError>,
     },
     /// Neither the binlog nor the schema lookup names a table's columns.
@@ -61,18 +78,26 @@ pub enum DecodeError {
          MariaDB 10.5+) so the binlog describes every table itself"
     )]
     NoColumnNames {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// `schema.table`.
         table: String,
+        /// Why the schema is not known, as ` (why)`; empty when nothing says.
         reason: String,
     },
     /// The schema lookup must reload a table before this event can be
     /// decoded; decode the same event again afterwards.
     #[error("{journal}:{offset}: the definition of {schema}.{table} must be reloaded")]
     SchemaReload {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// The database.
         schema: String,
+        /// The table's name.
         table: String,
     },
     /// The known schema of a table does not describe the table map's columns.
@@ -82,11 +107,17 @@ pub enum DecodeError {
          (binlog_row_metadata=FULL avoids this)"
     )]
     SchemaMismatch {
+        /// The binlog file.
         journal: String,
+        /// The event's start in it.
         offset: u64,
+        /// `schema.table`.
         table: String,
+        /// Columns in the table map.
         binlog: usize,
+        /// Columns in the known schema.
         known: usize,
+        /// Where the known schema comes from.
         source_of_schema: &'static str,
     },
 }
