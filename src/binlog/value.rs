@@ -144,8 +144,7 @@ pub fn decode_value(
         WireType::Blob { len_bytes }
         | WireType::Geometry { len_bytes }
         | WireType::Vector { len_bytes } => {
-            let length = length_prefix(cursor, len_bytes)?;
-            let bytes = need(cursor.take(length))?;
+            let bytes = prefixed_bytes(cursor, len_bytes)?;
             if column.is_text {
                 column.charset.decode_into(bytes, out);
             } else {
@@ -153,18 +152,28 @@ pub fn decode_value(
             }
         }
         WireType::Json { len_bytes } => {
-            let length = length_prefix(cursor, len_bytes)?;
-            let bytes = need(cursor.take(length))?;
-            if !bytes.is_empty() {
-                let document = json::parse(bytes)?;
-                json::render(&document, out);
-                if keep_json {
-                    decoded.json = Some(document);
-                }
-            }
+            let document = json_value(prefixed_bytes(cursor, len_bytes)?, out)?;
+            decoded.json = document.filter(|_| keep_json);
         }
     }
     Ok(decoded)
+}
+
+/// The bytes of a value stored after a `len_bytes` length prefix.
+#[inline]
+fn prefixed_bytes<'a>(cursor: &mut Cursor<'a>, len_bytes: u8) -> Result<&'a [u8], ValueError> {
+    let length = length_prefix(cursor, len_bytes)?;
+    need(cursor.take(length))
+}
+
+/// Renders MySQL's binary JSON (empty: nothing) and returns the document.
+fn json_value(bytes: &[u8], out: &mut String) -> Result<Option<Json>, ValueError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let document = json::parse(bytes)?;
+    json::render(&document, out);
+    Ok(Some(document))
 }
 
 /// Renders a `bytes`-wide integer, signed or not; says whether an unsigned
@@ -268,8 +277,7 @@ pub fn apply_json_diff(
             "partial update of a non-JSON column",
         )));
     };
-    let length = length_prefix(cursor, len_bytes)?;
-    let diffs = json::parse_diffs(need(cursor.take(length))?)?;
+    let diffs = json::parse_diffs(prefixed_bytes(cursor, len_bytes)?)?;
     match before {
         Some(before) => {
             let mut document = before.clone();
