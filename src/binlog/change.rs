@@ -9,7 +9,9 @@ use super::position::LogPosition;
 /// consumer may use it as a resume point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
+    /// Opens a transaction (BEGIN, or a MariaDB GTID event).
     TransactionBegin,
+    /// Closes a transaction (COMMIT, XID).
     TransactionEnd,
     /// Row changes of one rows event.
     Rows,
@@ -25,12 +27,14 @@ pub enum ChangeKind {
 /// One canal entry and where it came from.
 #[derive(Debug, Clone)]
 pub struct ChangeEvent {
+    /// The canal entry.
     pub entry: Entry,
     /// The event's start position (as in the entry header), with its time,
     /// source server id and, in GTID mode, the executed GTID set.
     pub position: LogPosition,
     /// The event's end offset: the start of the next event.
     pub end: u64,
+    /// The entry's role in its transaction.
     pub kind: ChangeKind,
     /// Row images in the entry (an UPDATE row has two).
     pub row_images: u32,

@@ -22,6 +22,7 @@ pub enum Charset {
 }
 
 impl Charset {
+    /// Whether values are bytes, not text (the `binary` charset).
     pub fn is_binary(self) -> bool {
         matches!(self, Charset::Binary)
     }
@@ -52,6 +53,7 @@ impl Charset {
         }
     }
 
+    /// The text of `bytes`, borrowed where no conversion is needed.
     pub fn decode(self, bytes: &[u8]) -> Cow<'_, str> {
         match self {
             Charset::Utf8 => String::from_utf8_lossy(bytes),

@@ -2,6 +2,7 @@
 //! the end returns `None`, so malformed input becomes an error at the call
 //! site instead of a panic.
 
+/// A read position in a byte slice.
 #[derive(Debug, Clone)]
 pub struct Cursor<'a> {
     bytes: &'a [u8],
@@ -9,26 +10,32 @@ pub struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// A cursor at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
         Cursor { bytes, offset: 0 }
     }
 
+    /// Bytes read so far.
     pub fn offset(&self) -> usize {
         self.offset
     }
 
+    /// Bytes left to read.
     pub fn remaining(&self) -> usize {
         self.bytes.len() - self.offset
     }
 
+    /// Whether every byte has been read.
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
 
+    /// The bytes left, without reading them.
     pub fn rest(&self) -> &'a [u8] {
         &self.bytes[self.offset..]
     }
 
+    /// Reads the next `n` bytes.
     pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.offset.checked_add(n)?;
         let slice = self.bytes.get(self.offset..end)?;
@@ -36,10 +43,12 @@ impl<'a> Cursor<'a> {
         Some(slice)
     }
 
+    /// Passes over the next `n` bytes.
     pub fn skip(&mut self, n: usize) -> Option<()> {
         self.take(n).map(|_| ())
     }
 
+    /// Reads one byte.
     pub fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
@@ -61,14 +70,17 @@ impl<'a> Cursor<'a> {
         Some(bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
+    /// Reads a little-endian u16.
     pub fn u16_le(&mut self) -> Option<u16> {
         self.uint_le(2).map(|v| v as u16)
     }
 
+    /// Reads a little-endian u32.
     pub fn u32_le(&mut self) -> Option<u32> {
         self.uint_le(4).map(|v| v as u32)
     }
 
+    /// Reads a little-endian u64.
     pub fn u64_le(&mut self) -> Option<u64> {
         self.uint_le(8)
     }

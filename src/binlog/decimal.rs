@@ -24,10 +24,23 @@ fn group_bytes(digits: usize) -> usize {
 /// Why a decimal could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecimalError {
+    /// The column's precision and scale are impossible.
     #[error("DECIMAL({precision},{scale}) is not a valid definition")]
-    BadDefinition { precision: u8, scale: u8 },
+    BadDefinition {
+        /// Digits in total.
+        precision: u8,
+        /// Digits after the point.
+        scale: u8,
+    },
+    /// The value is not as long as its definition says.
     #[error("DECIMAL value needs {expected} bytes, got {actual}")]
-    BadLength { expected: usize, actual: usize },
+    BadLength {
+        /// Bytes the definition takes.
+        expected: usize,
+        /// Bytes given.
+        actual: usize,
+    },
+    /// A group of digits holds a number it cannot.
     #[error("DECIMAL group holds {0}, more than its digits allow")]
     BadGroup(u32),
 }
@@ -51,42 +64,75 @@ pub fn write_decimal(
             actual: bytes.len(),
         });
     }
-
     let negative = bytes.first().is_some_and(|b| b & 0x80 == 0);
-    let mask: u8 = if negative { 0xff } else { 0 };
-    let mut index = 0;
-    let mut read_group = |len: usize, max_digits: usize| -> Result<u32, DecimalError> {
-        let mut value: u32 = 0;
-        for i in 0..len {
-            let mut byte = bytes[index + i] ^ mask;
-            if index + i == 0 {
-                byte ^= 0x80;
-            }
-            value = (value << 8) | u32::from(byte);
-        }
-        index += len;
-        if u64::from(value) >= 10u64.pow(max_digits as u32) {
-            return Err(DecimalError::BadGroup(value));
-        }
-        Ok(value)
+    let mut groups = Groups {
+        bytes,
+        mask: if negative { 0xff } else { 0 },
+        index: 0,
     };
-
     let start = out.len();
     if negative {
         out.push('-');
     }
     let digits_start = out.len();
+    write_integral(&mut groups, integral, out)?;
+    if scale > 0 {
+        out.push('.');
+        write_fraction(&mut groups, scale, out)?;
+    }
+    // BigDecimal has no negative zero: "-0.00" reads as "0.00".
+    if negative && out[digits_start..].bytes().all(|b| b == b'0' || b == b'.') {
+        out.remove(start);
+    }
+    Ok(())
+}
+
+/// The digit groups of one stored value, read in order.
+struct Groups<'a> {
+    bytes: &'a [u8],
+    /// Negative values have every byte inverted.
+    mask: u8,
+    index: usize,
+}
+
+impl Groups<'_> {
+    /// The next group: `len` bytes holding at most `max_digits` digits.
+    #[inline]
+    fn next(&mut self, len: usize, max_digits: usize) -> Result<u32, DecimalError> {
+        let mut value: u32 = 0;
+        for i in 0..len {
+            let mut byte = self.bytes[self.index + i] ^ self.mask;
+            if self.index + i == 0 {
+                // The sign is the inverted top bit of the first byte.
+                byte ^= 0x80;
+            }
+            value = (value << 8) | u32::from(byte);
+        }
+        self.index += len;
+        if u64::from(value) >= 10u64.pow(max_digits as u32) {
+            return Err(DecimalError::BadGroup(value));
+        }
+        Ok(value)
+    }
+}
+
+/// The integral digits without leading zeros (`0` when there are none).
+fn write_integral(
+    groups: &mut Groups<'_>,
+    integral: usize,
+    out: &mut String,
+) -> Result<(), DecimalError> {
     let mut wrote_integral = false;
     let leading = integral % DIGITS_PER_GROUP;
     if leading > 0 {
-        let value = read_group(BYTES_FOR_DIGITS[leading], leading)?;
+        let value = groups.next(BYTES_FOR_DIGITS[leading], leading)?;
         if value != 0 {
             push_padded(out, u64::from(value), 1);
             wrote_integral = true;
         }
     }
     for _ in 0..integral / DIGITS_PER_GROUP {
-        let value = read_group(4, DIGITS_PER_GROUP)?;
+        let value = groups.next(4, DIGITS_PER_GROUP)?;
         if wrote_integral {
             push_padded(out, u64::from(value), 9);
         } else if value != 0 {
@@ -97,21 +143,23 @@ pub fn write_decimal(
     if !wrote_integral {
         out.push('0');
     }
-    if scale > 0 {
-        out.push('.');
-        for _ in 0..scale / DIGITS_PER_GROUP {
-            let value = read_group(4, DIGITS_PER_GROUP)?;
-            push_padded(out, u64::from(value), 9);
-        }
-        let trailing = scale % DIGITS_PER_GROUP;
-        if trailing > 0 {
-            let value = read_group(BYTES_FOR_DIGITS[trailing], trailing)?;
-            push_padded(out, u64::from(value), trailing);
-        }
+    Ok(())
+}
+
+/// Exactly `scale` fraction digits.
+fn write_fraction(
+    groups: &mut Groups<'_>,
+    scale: usize,
+    out: &mut String,
+) -> Result<(), DecimalError> {
+    for _ in 0..scale / DIGITS_PER_GROUP {
+        let value = groups.next(4, DIGITS_PER_GROUP)?;
+        push_padded(out, u64::from(value), 9);
     }
-    // BigDecimal has no negative zero: "-0.00" reads as "0.00".
-    if negative && out[digits_start..].bytes().all(|b| b == b'0' || b == b'.') {
-        out.remove(start);
+    let trailing = scale % DIGITS_PER_GROUP;
+    if trailing > 0 {
+        let value = groups.next(BYTES_FOR_DIGITS[trailing], trailing)?;
+        push_padded(out, u64::from(value), trailing);
     }
     Ok(())
 }

@@ -9,34 +9,21 @@
 
 use std::fmt::Write;
 
+/// Appends `value` as Java's `Double.toString` prints it.
 pub fn write_f64(value: f64, out: &mut String) {
-    write_java(
-        value,
-        value.is_nan(),
-        value.is_infinite(),
-        value.is_sign_negative(),
-        out,
-    );
+    write_java(value, value, out);
 }
 
+/// Appends `value` as Java's `Float.toString` prints it.
 pub fn write_f32(value: f32, out: &mut String) {
-    write_java(
-        value,
-        value.is_nan(),
-        value.is_infinite(),
-        value.is_sign_negative(),
-        out,
-    );
+    // Widening keeps NaN, the infinities and the sign, all that `special`
+    // looks at; the digits still come from the f32.
+    write_java(value, f64::from(value), out);
 }
 
-fn write_java<T: std::fmt::LowerExp>(
-    value: T,
-    nan: bool,
-    infinite: bool,
-    negative: bool,
-    out: &mut String,
-) {
-    if let Some(special) = special(nan, infinite, negative) {
+/// `widened` is `value` as an f64, for the checks both widths share.
+fn write_java<T: std::fmt::LowerExp>(value: T, widened: f64, out: &mut String) {
+    if let Some(special) = special(widened) {
         out.push_str(special);
         return;
     }
@@ -55,8 +42,12 @@ fn single_digit(scientific: &str) -> bool {
     mantissa.trim_start_matches('-').len() == 1
 }
 
-fn special(nan: bool, infinite: bool, negative: bool) -> Option<&'static str> {
-    match (nan, infinite, negative) {
+fn special(value: f64) -> Option<&'static str> {
+    match (
+        value.is_nan(),
+        value.is_infinite(),
+        value.is_sign_negative(),
+    ) {
         (true, _, _) => Some("NaN"),
         (false, true, false) => Some("Infinity"),
         (false, true, true) => Some("-Infinity"),

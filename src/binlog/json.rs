@@ -17,14 +17,24 @@ use super::{cursor::Cursor, decimal, javafmt};
 /// Why a JSON value could not be decoded or updated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
+    /// The binary document does not parse.
     #[error("binary JSON is truncated or malformed ({0})")]
     Malformed(&'static str),
+    /// The document nests deeper than decoding allows.
     #[error("binary JSON nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// A partial update names a path that does not parse.
     #[error("JSON partial update path `{0}` is not a valid JSON path")]
     BadPath(String),
+    /// A partial update does not fit the before-image document.
     #[error("JSON partial update cannot be applied at `{path}`: {reason}")]
-    CannotApply { path: String, reason: &'static str },
+    CannotApply {
+        /// Where in the document.
+        path: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A partial update's operation code is not known.
     #[error("JSON partial update has unknown operation {0}")]
     UnknownOperation(u8),
 }
@@ -34,18 +44,27 @@ const MAX_DEPTH: usize = 128;
 /// A parsed JSON document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Json {
+    /// `null`.
     Null,
+    /// `true` or `false`.
     Bool(bool),
+    /// A signed integer.
     Int(i64),
+    /// An unsigned integer.
     UInt(u64),
+    /// A floating-point number.
     Double(f64),
+    /// A string.
     String(String),
     /// Keys in MySQL's storage order (by length, then bytes).
     Object(Vec<(String, Json)>),
+    /// An array.
     Array(Vec<Json>),
     /// A MySQL scalar kept as its field type and raw bytes.
     Opaque {
+        /// The MySQL column type of the value (DATE, DECIMAL...).
         field_type: u8,
+        /// The value as MySQL stores it.
         data: Vec<u8>,
     },
 }
@@ -400,16 +419,22 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
 /// The operation of one partial-update diff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiffOperation {
+    /// JSON_REPLACE: a value that exists changes.
     Replace,
+    /// JSON_INSERT: a value is added.
     Insert,
+    /// JSON_REMOVE: a value goes.
     Remove,
 }
 
 /// One change of a JSON partial update.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diff {
+    /// What the diff does.
     pub operation: DiffOperation,
+    /// Where, as a JSON path (`$.a[1]`).
     pub path: String,
+    /// The new value (none for a removal).
     pub value: Option<Json>,
 }
 

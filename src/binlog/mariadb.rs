@@ -6,7 +6,9 @@ use super::{cursor::Cursor, gtid::MariadbGtid};
 /// The GTID event that opens every MariaDB event group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MariadbGtidEvent {
+    /// The group's GTID.
     pub gtid: MariadbGtid,
+    /// The `FL_*` flags (see the constants).
     pub flags: u8,
 }
 
@@ -19,6 +21,7 @@ impl MariadbGtidEvent {
     /// The group is an XA COMMIT/ROLLBACK.
     pub const COMPLETED_XA: u8 = 0x80;
 
+    /// Whether the group has no BEGIN/COMMIT around it.
     pub fn is_standalone(&self) -> bool {
         self.flags & Self::STANDALONE != 0
     }

@@ -7,59 +7,106 @@ use super::{
     cursor::Cursor,
     json::Json,
     table::{ColumnMeta, TableMeta, WireType},
-    value::{ValueOptions, apply_json_diff, decode_value},
+    value::{ValueError, ValueOptions, apply_json_diff, decode_value},
 };
 
 /// Which change a rows event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowsKind {
+    /// WRITE_ROWS: after images.
     Insert,
+    /// UPDATE_ROWS: before and after images.
     Update,
+    /// DELETE_ROWS: before images.
     Delete,
+}
+
+/// How a rows event's body is laid out: the change it records and the
+/// version of the event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsLayout {
+    /// The change the rows record.
+    pub kind: RowsKind,
+    /// Version 2 events carry an extra-data block after the flags.
+    pub v2: bool,
+    /// MySQL's PARTIAL_UPDATE_ROWS: after images may hold JSON diffs.
+    pub partial: bool,
 }
 
 /// The parts of a rows event the decoder needs, read from its body.
 #[derive(Debug, Clone)]
 pub struct RowsEventBody<'a> {
+    /// The change the rows record.
     pub kind: RowsKind,
+    /// The table map the rows are decoded against.
     pub table_id: u64,
     /// The after image of updates may hold JSON diffs (PARTIAL_UPDATE_ROWS).
     pub partial: bool,
+    /// Columns of the table, as the event counts them.
     pub num_columns: usize,
     /// Columns present in the first image (after image for inserts).
     pub present: &'a [u8],
     /// Columns present in the after image of updates.
     pub present_after: Option<&'a [u8]>,
+    /// The row images, one after another.
     pub rows: &'a [u8],
 }
 
 /// Why a rows event could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowsError {
+    /// The event's body does not parse.
     #[error("rows event body is malformed: {0}")]
     Malformed(&'static str),
+    /// The event and its table map disagree on the number of columns.
     #[error(
         "rows event has {event} columns but the table map of {table} has {table_map}: \
          refusing to guess which columns the values belong to"
     )]
     ColumnCount {
+        /// `schema.table`.
         table: String,
+        /// Columns in the rows event.
         event: usize,
+        /// Columns in the table map.
         table_map: usize,
     },
-    #[error("row {row} of {table}, column {column} (`{name}`, {mysql_type}): {reason}")]
+    /// One value could not be decoded.
+    #[error("row {row} of {table}, column {column} (`{name}`, {mysql_type}): {source}")]
     Value {
+        /// `schema.table`.
         table: String,
+        /// The row's place in the event, from 0.
         row: usize,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The column's name.
         name: String,
+        /// The column's type text.
         mysql_type: String,
-        reason: String,
+        /// Why the value could not be decoded (boxed: errors are rare, and
+        /// a small `RowsError` keeps the per-row `Result`s small).
+        source: Box<ValueError>,
     },
+    /// A row image cut short before its values (its message keeps the
+    /// shape of [`RowsError::Value`]'s, with no column).
+    #[error("row {row} of {table}, column 0 (``, ): {reason}")]
+    Image {
+        /// `schema.table`.
+        table: String,
+        /// The row's place in the event, from 0.
+        row: usize,
+        /// Where the image ends.
+        reason: &'static str,
+    },
+    /// A row image is longer than its columns.
     #[error("row {row} of {table}: {remaining} bytes left over after the last column")]
     Trailing {
+        /// `schema.table`.
         table: String,
+        /// The row's place in the event, from 0.
         row: usize,
+        /// Bytes left over.
         remaining: usize,
     },
 }
@@ -71,14 +118,10 @@ fn bit(bitmap: &[u8], index: usize) -> bool {
 }
 
 /// Parses the body (after the common header, checksum removed) of a rows
-/// event. `v2` events carry an extra-data block; `post_header_len` 6 means
-/// a 4-byte table id (MySQL 5.1.x before 5.1.4 only).
-pub fn parse_rows_body(
-    data: &[u8],
-    kind: RowsKind,
-    v2: bool,
-    partial: bool,
-) -> Result<RowsEventBody<'_>, RowsError> {
+/// event laid out as `layout`. `post_header_len` 6 means a 4-byte table id
+/// (MySQL 5.1.x before 5.1.4 only).
+pub fn parse_rows_body(data: &[u8], layout: RowsLayout) -> Result<RowsEventBody<'_>, RowsError> {
+    let RowsLayout { kind, v2, partial } = layout;
     let mut cursor = Cursor::new(data);
     let short = RowsError::Malformed("ends inside the post-header");
     let table_id = cursor.uint_le(6).ok_or(short.clone())?;
@@ -128,6 +171,7 @@ pub struct ColumnParts {
 }
 
 impl ColumnParts {
+    /// Encodes the fixed fields of `meta`.
     pub fn new(meta: &ColumnMeta) -> Self {
         let mut name_key = Vec::with_capacity(meta.name.len() + 4);
         put_string(&mut name_key, 3, &meta.name);
@@ -246,7 +290,9 @@ struct BeforeValue {
 /// What [`encode_rows`] wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RowsWritten {
+    /// Rows.
     pub rows: usize,
+    /// Row images (an updated row has two).
     pub images: usize,
 }
 
@@ -355,49 +401,24 @@ impl ImageWriter<'_> {
         row: usize,
     ) -> Result<(), RowsError> {
         let table = self.table;
-        let malformed = |what: &'static str| RowsError::Value {
-            table: table.full_name(),
-            row,
-            column: 0,
-            name: String::new(),
-            mysql_type: String::new(),
-            reason: what.to_owned(),
-        };
         let field = if matches!(role, Role::Before { .. }) {
             1
         } else {
             2
         };
         if let Role::Before { record } = role {
-            self.scratch.before.clear();
-            self.scratch.before.resize(table.columns.len(), None);
-            self.scratch.before_text.clear();
-            if record {
-                self.scratch.json.clear();
-            }
+            self.start_before_image(record);
         }
-        // PARTIAL_UPDATE_ROWS after images start with value options and, when
-        // JSON diffs are used, one bit per JSON column of the table.
-        let mut partial_bits: Option<&[u8]> = None;
-        if let Role::After { partial: true } = role {
-            let options = cursor
-                .lenenc_int()
-                .ok_or_else(|| malformed("row ends inside its value options"))?;
-            if options & 1 != 0 {
-                let len = table.json_columns.div_ceil(8);
-                partial_bits = Some(
-                    cursor
-                        .take(len)
-                        .ok_or_else(|| malformed("row ends inside its partial-JSON bitmap"))?,
-                );
-            }
-        }
+        let partial_bits = match role {
+            Role::After { partial: true } => self.partial_json_bits(cursor, row)?,
+            _ => None,
+        };
         let present_count = (0..table.columns.len())
             .filter(|&i| bit(present, i))
             .count();
         let nulls = cursor
             .take(present_count.div_ceil(8))
-            .ok_or_else(|| malformed("row ends inside its NULL bitmap"))?;
+            .ok_or_else(|| self.image_error(row, "row ends inside its NULL bitmap"))?;
 
         let mut image_index = 0;
         let mut json_index = 0;
@@ -412,75 +433,22 @@ impl ImageWriter<'_> {
             }
             let is_null = bit(nulls, image_index);
             image_index += 1;
-            let text = &mut self.scratch.text;
-            text.clear();
-            let mut sql_type = if is_null {
+            self.scratch.text.clear();
+            let sql_type = if is_null {
                 meta.null_sql_type()
             } else {
-                meta.sql_type()
-            };
-            if !is_null {
-                let value_error = |reason: String| RowsError::Value {
-                    table: table.full_name(),
-                    row,
-                    column: index,
-                    name: meta.name.clone(),
-                    mysql_type: meta.mysql_type.clone(),
-                    reason,
-                };
+                let value = ValueAt { index, row, role };
                 let diff = is_json && partial_bits.is_some_and(|bits| bit(bits, json_ordinal));
-                let decoded = if diff {
-                    let before_doc = self
-                        .scratch
-                        .json
-                        .iter()
-                        .find(|(i, _)| *i == index)
-                        .map(|(_, d)| d);
-                    let decoded = apply_json_diff(meta, cursor, before_doc, text)
-                        .map_err(|e| value_error(e.to_string()))?;
-                    if decoded.partial_text {
-                        warn_partial_json(table);
-                    }
-                    decoded
-                } else {
-                    let keep_json =
-                        self.keep_json && is_json && role == Role::Before { record: true };
-                    decode_value(meta, cursor, self.options, keep_json, text)
-                        .map_err(|e| value_error(e.to_string()))?
-                };
-                if decoded.above_signed_max {
-                    sql_type = meta.bumped_sql_type();
-                }
-                if let Some(document) = decoded.json {
-                    self.scratch.json.push((index, document));
-                }
-            }
+                self.decode_column(meta, cursor, value, diff)?
+            };
             if let Role::Before { record: true } = role {
-                let start = self.scratch.before_text.len();
-                self.scratch.before_text.push_str(&self.scratch.text);
-                self.scratch.before[index] = Some(BeforeValue {
-                    null: is_null,
-                    start,
-                    end: self.scratch.before_text.len(),
-                });
+                self.record_before(index, is_null);
             }
             if self.keep.is_some_and(|keep| !keep(meta)) {
                 continue;
             }
-            let text = self.scratch.text.as_str();
-            let updated = match role {
-                Role::Insert => true,
-                Role::Before { .. } => false,
-                Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
-                    Some(b) => {
-                        let same = b.null == is_null
-                            && (is_null || self.scratch.before_text[b.start..b.end] == *text);
-                        !same
-                    }
-                    None => true,
-                },
-            };
-            let value = (!is_null).then_some(text);
+            let updated = self.updated(role, index, is_null);
+            let value = (!is_null).then_some(self.scratch.text.as_str());
             put_column(
                 &mut self.scratch.row,
                 field,
@@ -493,6 +461,130 @@ impl ImageWriter<'_> {
         }
         Ok(())
     }
+
+    /// Forgets the previous row's before image.
+    fn start_before_image(&mut self, record: bool) {
+        self.scratch.before.clear();
+        self.scratch.before.resize(self.table.columns.len(), None);
+        self.scratch.before_text.clear();
+        if record {
+            self.scratch.json.clear();
+        }
+    }
+
+    /// PARTIAL_UPDATE_ROWS after images start with value options and, when
+    /// JSON diffs are used, one bit per JSON column of the table.
+    fn partial_json_bits<'a>(
+        &self,
+        cursor: &mut Cursor<'a>,
+        row: usize,
+    ) -> Result<Option<&'a [u8]>, RowsError> {
+        let options = cursor
+            .lenenc_int()
+            .ok_or_else(|| self.image_error(row, "row ends inside its value options"))?;
+        if options & 1 == 0 {
+            return Ok(None);
+        }
+        let len = self.table.json_columns.div_ceil(8);
+        let bits = cursor
+            .take(len)
+            .ok_or_else(|| self.image_error(row, "row ends inside its partial-JSON bitmap"))?;
+        Ok(Some(bits))
+    }
+
+    /// Decodes one non-NULL value into `scratch.text` and returns the
+    /// sqlType canal reports for it. `diff`: the value is a JSON diff
+    /// against the column's before image.
+    #[inline]
+    fn decode_column(
+        &mut self,
+        meta: &ColumnMeta,
+        cursor: &mut Cursor<'_>,
+        at: ValueAt,
+        diff: bool,
+    ) -> Result<i32, RowsError> {
+        let text = &mut self.scratch.text;
+        let decoded = if diff {
+            let before_doc = self
+                .scratch
+                .json
+                .iter()
+                .find(|(i, _)| *i == at.index)
+                .map(|(_, d)| d);
+            let decoded = apply_json_diff(meta, cursor, before_doc, text);
+            if decoded.as_ref().is_ok_and(|d| d.partial_text) {
+                warn_partial_json(self.table);
+            }
+            decoded
+        } else {
+            let keep_json = self.keep_json
+                && matches!(meta.wire, WireType::Json { .. })
+                && at.role == Role::Before { record: true };
+            decode_value(meta, cursor, self.options, keep_json, text)
+        };
+        let decoded = decoded.map_err(|source| RowsError::Value {
+            table: self.table.full_name(),
+            row: at.row,
+            column: at.index,
+            name: meta.name.clone(),
+            mysql_type: meta.mysql_type.clone(),
+            source: Box::new(source),
+        })?;
+        if let Some(document) = decoded.json {
+            self.scratch.json.push((at.index, document));
+        }
+        Ok(if decoded.above_signed_max {
+            meta.bumped_sql_type()
+        } else {
+            meta.sql_type()
+        })
+    }
+
+    /// Keeps a before-image value to compute `updated` in the after image.
+    fn record_before(&mut self, index: usize, is_null: bool) {
+        let start = self.scratch.before_text.len();
+        self.scratch.before_text.push_str(&self.scratch.text);
+        self.scratch.before[index] = Some(BeforeValue {
+            null: is_null,
+            start,
+            end: self.scratch.before_text.len(),
+        });
+    }
+
+    /// canal's `updated` flag: every inserted column, no before-image
+    /// column, and the after-image columns whose value differs from before.
+    fn updated(&self, role: Role, index: usize, is_null: bool) -> bool {
+        match role {
+            Role::Insert => true,
+            Role::Before { .. } => false,
+            Role::After { .. } => match self.scratch.before.get(index).copied().flatten() {
+                Some(b) => {
+                    let same = b.null == is_null
+                        && (is_null
+                            || self.scratch.before_text[b.start..b.end] == self.scratch.text);
+                    !same
+                }
+                None => true,
+            },
+        }
+    }
+
+    /// The row image is cut short before its values.
+    fn image_error(&self, row: usize, reason: &'static str) -> RowsError {
+        RowsError::Image {
+            table: self.table.full_name(),
+            row,
+            reason,
+        }
+    }
+}
+
+/// Where a value stands: its column, row and image.
+#[derive(Debug, Clone, Copy)]
+struct ValueAt {
+    index: usize,
+    row: usize,
+    role: Role,
 }
 
 /// Says once per process that JSON partial updates arrive as diffs.

@@ -4,113 +4,185 @@
 //! (from the table map's optional metadata under `binlog_row_metadata=FULL`,
 //! otherwise from the schema tracker).
 
-use std::{collections::BTreeSet, fmt::Write, sync::Arc};
+mod optional_meta;
+mod type_text;
 
-use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
-use mysql_common::constants::{ColumnType as Mt, GeometryType};
+use std::{collections::BTreeSet, sync::Arc};
 
+use mysql_common::binlog::events::{OptionalMetaExtractor, TableMapEvent};
+use mysql_common::constants::ColumnType as Mt;
+
+use self::optional_meta::TypeDetails;
+pub use self::{optional_meta::check_table_map_body, type_text::mysql_type_text};
 use super::{
     charset::{Charset, charset_by_name, charset_name_of_collation},
     decimal,
 };
 
 /// Why a table map could not be turned into table metadata.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TableError {
+    /// A column's type code is not a MySQL type.
     #[error("table {table}: column {column} has unknown binlog type {type_code}")]
     UnknownType {
+        /// `schema.table`.
         table: String,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The type code the table map gives.
         type_code: u8,
     },
+    /// A column's type metadata is impossible for its type.
     #[error("table {table}: column {column} ({type_name}) has malformed type metadata {meta:02x?}")]
     BadMetadata {
+        /// `schema.table`.
         table: String,
+        /// The column's place in the table, from 0.
         column: usize,
+        /// The column's type.
         type_name: &'static str,
+        /// The type metadata the table map gives.
         meta: Vec<u8>,
     },
-    #[error("table {table}: optional metadata is malformed: {reason}")]
-    BadOptionalMetadata { table: String, reason: String },
+    /// The optional metadata (binlog_row_metadata) does not parse.
+    #[error("table {table}: optional metadata is malformed: {source}")]
+    BadOptionalMetadata {
+        /// `schema.table`.
+        table: String,
+        /// What mysql_common's reader said.
+        source: std::io::Error,
+    },
 }
 
 /// java.sql.Types codes used in canal columns.
 pub mod sql_types {
+    /// `java.sql.Types.BIT`.
     pub const BIT: i32 = -7;
+    /// `java.sql.Types.TINYINT`.
     pub const TINYINT: i32 = -6;
+    /// `java.sql.Types.SMALLINT`.
     pub const SMALLINT: i32 = 5;
+    /// `java.sql.Types.INTEGER`.
     pub const INTEGER: i32 = 4;
+    /// `java.sql.Types.BIGINT`.
     pub const BIGINT: i32 = -5;
+    /// `java.sql.Types.REAL`.
     pub const REAL: i32 = 7;
+    /// `java.sql.Types.DOUBLE`.
     pub const DOUBLE: i32 = 8;
+    /// `java.sql.Types.DECIMAL`.
     pub const DECIMAL: i32 = 3;
+    /// `java.sql.Types.CHAR`.
     pub const CHAR: i32 = 1;
+    /// `java.sql.Types.VARCHAR`.
     pub const VARCHAR: i32 = 12;
+    /// `java.sql.Types.DATE`.
     pub const DATE: i32 = 91;
+    /// `java.sql.Types.TIME`.
     pub const TIME: i32 = 92;
+    /// `java.sql.Types.TIMESTAMP`.
     pub const TIMESTAMP: i32 = 93;
+    /// `java.sql.Types.BLOB`.
     pub const BLOB: i32 = 2004;
+    /// `java.sql.Types.CLOB`.
     pub const CLOB: i32 = 2005;
+    /// `java.sql.Types.OTHER`.
     pub const OTHER: i32 = 1111;
 }
 
 /// A column's encoding in row images, with the parameters decoding needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireType {
+    /// TINYINT: 1 byte.
     Tiny,
+    /// SMALLINT: 2 bytes.
     Short,
+    /// MEDIUMINT: 3 bytes.
     Int24,
+    /// INT: 4 bytes.
     Long,
+    /// BIGINT: 8 bytes.
     LongLong,
+    /// FLOAT: 4 bytes.
     Float,
+    /// DOUBLE: 8 bytes.
     Double,
+    /// DECIMAL(precision, scale), in MySQL's binary form.
     Decimal {
+        /// Digits in total.
         precision: u8,
+        /// Digits after the point.
         scale: u8,
     },
+    /// YEAR: 1 byte, years since 1900.
     Year,
+    /// DATE: 3 bytes.
     Date,
+    /// TIME before MySQL 5.6.4: 3 bytes.
     Time,
+    /// TIME with `fsp` fraction digits (MySQL 5.6.4 and later).
     Time2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
+    /// DATETIME before MySQL 5.6.4: 8 bytes.
     DateTime,
+    /// DATETIME with `fsp` fraction digits.
     DateTime2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
+    /// TIMESTAMP before MySQL 5.6.4: 4 bytes.
     Timestamp,
+    /// TIMESTAMP with `fsp` fraction digits.
     Timestamp2 {
+        /// Fraction digits (0 to 6).
         fsp: u8,
     },
     /// BIT(n): `bits` in total.
     Bit {
+        /// Bits in total (1 to 64).
         bits: u16,
     },
     /// VARCHAR / VARBINARY: up to `max_bytes`, 1- or 2-byte length prefix.
     VarString {
+        /// The column's maximum length in bytes.
         max_bytes: u16,
     },
     /// CHAR / BINARY: up to `max_bytes`, stored without trailing padding.
     FixedString {
+        /// The column's maximum length in bytes.
         max_bytes: u16,
     },
+    /// ENUM: the index of its label in `pack_len` bytes.
     Enum {
+        /// Bytes the value takes.
         pack_len: u8,
     },
+    /// SET: a bitmask of its labels in `pack_len` bytes.
     Set {
+        /// Bytes the value takes.
         pack_len: u8,
     },
     /// TEXT and BLOB types (and MariaDB's JSON): `len_bytes` length prefix.
     Blob {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// Geometry types: the stored form (SRID and WKB) with a `len_bytes`
+    /// length prefix.
     Geometry {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// MySQL's binary JSON: `len_bytes` length prefix.
     Json {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
+    /// VECTOR (MySQL 9): floats with a `len_bytes` length prefix.
     Vector {
+        /// Bytes of the length prefix (1 to 4).
         len_bytes: u8,
     },
 }
@@ -228,6 +300,7 @@ impl WireType {
 /// Which server wrote the binlog, for the type names it prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ServerFlavor {
+    /// MariaDB, which prints integer display widths.
     #[default]
     MariaDb,
     /// MySQL before 8.0.19, which prints integer display widths.
@@ -263,10 +336,15 @@ impl ServerFlavor {
 pub struct ColumnMeta {
     /// Empty when neither the binlog nor the schema tracker knows it.
     pub name: String,
+    /// How its values are stored in row images.
     pub wire: WireType,
+    /// Whether a numeric column is UNSIGNED.
     pub unsigned: bool,
+    /// How its text is decoded.
     pub charset: Charset,
+    /// The charset's name, for the type text (`binary` for bytes).
     pub charset_name: &'static str,
+    /// Whether the column is part of the primary key.
     pub is_key: bool,
     /// The column type as the server prints it (`int(11)`, `varchar(20)`).
     pub mysql_type: String,
@@ -278,6 +356,30 @@ pub struct ColumnMeta {
 }
 
 impl ColumnMeta {
+    /// A column as the table map alone describes it: no key flag, labels or
+    /// type text yet. Without charset metadata a BLOB-type column may be
+    /// TEXT or BLOB: its bytes are kept (binary) until a schema lookup
+    /// says; other text columns read as utf8mb4.
+    fn from_binlog(name: String, wire: WireType, unsigned: bool, collation: Option<u16>) -> Self {
+        let charset_name = collation
+            .and_then(charset_name_of_collation)
+            .unwrap_or(match wire {
+                WireType::Blob { .. } => "binary",
+                _ => "utf8mb4",
+            });
+        ColumnMeta {
+            name,
+            wire,
+            unsigned,
+            charset: charset_by_name(charset_name),
+            charset_name,
+            is_key: false,
+            mysql_type: String::new(),
+            labels: None,
+            is_text: matches!(wire, WireType::Blob { .. }) && charset_name != "binary",
+        }
+    }
+
     /// The `java.sql.Types` code canal reports for a non-NULL value, before
     /// the unsigned bump for values above the signed maximum.
     pub fn sql_type(&self) -> i32 {
@@ -336,8 +438,11 @@ impl ColumnMeta {
 /// A table as of one table map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableMeta {
+    /// The database.
     pub schema: String,
+    /// The table's name.
     pub table: String,
+    /// The columns, in table order.
     pub columns: Vec<ColumnMeta>,
     /// Whether column names came with the binlog (binlog_row_metadata=FULL).
     pub has_names: bool,
@@ -346,6 +451,7 @@ pub struct TableMeta {
 }
 
 impl TableMeta {
+    /// `schema.table`, as messages name the table.
     pub fn full_name(&self) -> String {
         format!("{}.{}", self.schema, self.table)
     }
@@ -358,42 +464,13 @@ impl TableMeta {
         let schema = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
         let full = format!("{schema}.{table}");
-        let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
-        let bad_optional = |reason: String| TableError::BadOptionalMetadata {
+        let wires = wire_types(tme, &full)?;
+        let bad_optional = |source| TableError::BadOptionalMetadata {
             table: full.clone(),
-            reason,
+            source,
         };
-
-        let mut wires = Vec::with_capacity(count.min(4096));
-        let mut meta_bytes = collect_column_metadata(tme, count);
-        for (index, meta) in meta_bytes.drain(..).enumerate() {
-            let type_code = tme
-                .get_raw_column_type(index)
-                .ok()
-                .flatten()
-                .map(|t| t as u8)
-                .unwrap_or_else(|| raw_type_code(tme, index));
-            let wire =
-                WireType::from_table_map(type_code, meta.unwrap_or_default()).ok_or_else(|| {
-                    match Mt::try_from(type_code) {
-                        Ok(t) => TableError::BadMetadata {
-                            table: full.clone(),
-                            column: index,
-                            type_name: type_name(t),
-                            meta: meta.unwrap_or_default().to_vec(),
-                        },
-                        Err(_) => TableError::UnknownType {
-                            table: full.clone(),
-                            column: index,
-                            type_code,
-                        },
-                    }
-                })?;
-            wires.push(wire);
-        }
-
-        let extractor = OptionalMetaExtractor::new(tme.iter_optional_meta())
-            .map_err(|e| bad_optional(e.to_string()))?;
+        let extractor =
+            OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(bad_optional)?;
         let mut signedness = extractor.iter_signedness();
         let mut charsets = extractor.iter_charset();
         let mut enum_set_charsets = extractor.iter_enum_and_set_charset();
@@ -402,85 +479,40 @@ impl TableMeta {
         let keys: BTreeSet<u64> = extractor
             .iter_primary_key()
             .collect::<Result<_, _>>()
-            .map_err(|e| bad_optional(e.to_string()))?;
-        let labels = collect_labels(tme).map_err(bad_optional)?;
-        let mut enum_labels = labels.enums.into_iter();
-        let mut set_labels = labels.sets.into_iter();
-        let mut geometry_types = labels.geometry.into_iter();
-        let mut dimensions = labels.dimensions.into_iter();
+            .map_err(bad_optional)?;
+        let mut details = TypeDetails::read(tme).map_err(bad_optional)?;
 
         let mut has_names = true;
         let mut columns = Vec::with_capacity(wires.len());
-        let mut json_columns = 0;
         for (index, wire) in wires.into_iter().enumerate() {
             let unsigned = wire.is_numeric() && signedness.next().unwrap_or(false);
             let collation = if wire.is_character() {
-                charsets
-                    .next()
-                    .transpose()
-                    .map_err(|e| bad_optional(e.to_string()))?
+                charsets.next().transpose()
             } else if matches!(wire, WireType::Enum { .. } | WireType::Set { .. }) {
-                enum_set_charsets
-                    .next()
-                    .transpose()
-                    .map_err(|e| bad_optional(e.to_string()))?
+                enum_set_charsets.next().transpose()
             } else {
-                None
-            };
-            let name = match names
-                .next()
-                .transpose()
-                .map_err(|e| bad_optional(e.to_string()))?
-            {
-                Some(name) => name.name().into_owned(),
-                None => {
-                    has_names = false;
-                    String::new()
-                }
-            };
-            let is_key = keys.contains(&(index as u64));
-            let column_labels = match wire {
-                WireType::Enum { .. } => enum_labels.next(),
-                WireType::Set { .. } => set_labels.next(),
-                _ => None,
-            };
-            let geometry = match wire {
-                WireType::Geometry { .. } => geometry_types.next(),
-                _ => None,
-            };
-            if matches!(wire, WireType::Json { .. }) {
-                json_columns += 1;
+                Ok(None)
             }
-            let dimension = match wire {
-                WireType::Vector { .. } => dimensions.next(),
-                _ => None,
-            };
-            // Without charset metadata: text columns as utf8mb4.
-            let charset_name = collation
-                .and_then(charset_name_of_collation)
-                // Without charset metadata a BLOB-type column may be TEXT or
-                // BLOB: keep its bytes (binary) until a schema lookup says.
-                .unwrap_or(match wire {
-                    WireType::Blob { .. } => "binary",
-                    _ => "utf8mb4",
-                });
+            .map_err(bad_optional)?;
+            let name = names.next().transpose().map_err(bad_optional)?;
+            has_names &= name.is_some();
+            let name = name.map(|n| n.name().into_owned()).unwrap_or_default();
             let mut column = ColumnMeta {
-                name,
-                wire,
-                unsigned,
-                charset: charset_by_name(charset_name),
-                charset_name,
-                is_key,
-                mysql_type: String::new(),
-                labels: column_labels.map(Arc::from),
-                is_text: matches!(wire, WireType::Blob { .. }) && charset_name != "binary",
+                is_key: keys.contains(&(index as u64)),
+                labels: details.labels(wire).map(Arc::from),
+                ..ColumnMeta::from_binlog(name, wire, unsigned, collation)
             };
-            column.mysql_type = match dimension {
+            let geometry = details.geometry(wire);
+            column.mysql_type = match details.dimension(wire) {
                 Some(d) => format!("vector({d})"),
                 None => mysql_type_text(&column, flavor, geometry),
             };
             columns.push(column);
         }
+        let json_columns = columns
+            .iter()
+            .filter(|c| matches!(c.wire, WireType::Json { .. }))
+            .count();
         Ok(TableMeta {
             schema,
             table,
@@ -489,6 +521,38 @@ impl TableMeta {
             json_columns,
         })
     }
+}
+
+/// Each column's wire type, from its type code and type metadata.
+fn wire_types(tme: &TableMapEvent<'_>, full: &str) -> Result<Vec<WireType>, TableError> {
+    let count = usize::try_from(tme.columns_count()).unwrap_or(usize::MAX);
+    let mut wires = Vec::with_capacity(count.min(4096));
+    for (index, meta) in collect_column_metadata(tme, count).into_iter().enumerate() {
+        let type_code = tme
+            .get_raw_column_type(index)
+            .ok()
+            .flatten()
+            .map(|t| t as u8)
+            .unwrap_or_else(|| raw_type_code(tme, index));
+        let meta = meta.unwrap_or_default();
+        let wire = WireType::from_table_map(type_code, meta).ok_or_else(|| {
+            match Mt::try_from(type_code) {
+                Ok(t) => TableError::BadMetadata {
+                    table: full.to_owned(),
+                    column: index,
+                    type_name: type_name(t),
+                    meta: meta.to_vec(),
+                },
+                Err(_) => TableError::UnknownType {
+                    table: full.to_owned(),
+                    column: index,
+                    type_code,
+                },
+            }
+        })?;
+        wires.push(wire);
+    }
+    Ok(wires)
 }
 
 /// Raw type codes mysql_common does not know (they fail conversion).
@@ -507,64 +571,6 @@ fn collect_column_metadata<'a>(tme: &'a TableMapEvent<'a>, count: usize) -> Vec<
     (0..count).map(|i| tme.get_column_metadata(i)).collect()
 }
 
-struct Labels {
-    enums: Vec<Vec<String>>,
-    sets: Vec<Vec<String>>,
-    geometry: Vec<GeometryType>,
-    dimensions: Vec<u64>,
-}
-
-fn collect_labels(tme: &TableMapEvent<'_>) -> Result<Labels, String> {
-    let mut labels = Labels {
-        enums: Vec::new(),
-        sets: Vec::new(),
-        geometry: Vec::new(),
-        dimensions: Vec::new(),
-    };
-    for field in tme.iter_optional_meta() {
-        match field.map_err(|e| e.to_string())? {
-            OptionalMetadataField::EnumStrValue(values) => {
-                for column in values.iter_values() {
-                    let column = column.map_err(|e| e.to_string())?;
-                    labels.enums.push(
-                        column
-                            .values()
-                            .iter()
-                            .map(|v| v.value().into_owned())
-                            .collect(),
-                    );
-                }
-            }
-            OptionalMetadataField::SetStrValue(values) => {
-                for column in values.iter_values() {
-                    let column = column.map_err(|e| e.to_string())?;
-                    labels.sets.push(
-                        column
-                            .values()
-                            .iter()
-                            .map(|v| v.value().into_owned())
-                            .collect(),
-                    );
-                }
-            }
-            OptionalMetadataField::GeometryType(types) => {
-                for t in types.iter_geometry_types() {
-                    labels
-                        .geometry
-                        .push(t.unwrap_or(GeometryType::GEOM_GEOMETRY));
-                }
-            }
-            OptionalMetadataField::Dimensionality(dimensions) => {
-                for d in dimensions.iter_dimensionalities() {
-                    labels.dimensions.push(d.map_err(|e| e.to_string())?);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(labels)
-}
-
 fn type_name(t: Mt) -> &'static str {
     match t {
         Mt::MYSQL_TYPE_NEWDECIMAL => "DECIMAL",
@@ -579,163 +585,6 @@ fn type_name(t: Mt) -> &'static str {
         Mt::MYSQL_TYPE_VECTOR => "VECTOR",
         _ => "BLOB/TEXT",
     }
-}
-
-/// The column type text the server shows in `information_schema`, rebuilt
-/// from binlog metadata. Integer display widths are not in the binlog, so
-/// the defaults are printed (MariaDB and MySQL < 8.0.19).
-pub fn mysql_type_text(
-    column: &ColumnMeta,
-    flavor: ServerFlavor,
-    geometry: Option<GeometryType>,
-) -> String {
-    let widths = flavor != ServerFlavor::MySql;
-    let unsigned = column.unsigned;
-    let int = |name: &str, signed_width: u32, unsigned_width: u32| {
-        let mut text = name.to_owned();
-        if widths {
-            let _ = write!(
-                text,
-                "({})",
-                if unsigned {
-                    unsigned_width
-                } else {
-                    signed_width
-                }
-            );
-        }
-        if unsigned {
-            text.push_str(" unsigned");
-        }
-        text
-    };
-    let fsp = |name: &str, fsp: u8| {
-        if fsp > 0 {
-            format!("{name}({fsp})")
-        } else {
-            name.to_owned()
-        }
-    };
-    let chars = |bytes: u16| {
-        u32::from(bytes)
-            / column
-                .charset
-                .max_bytes_per_char(column.charset_name)
-                .max(1)
-    };
-    let binary = column.charset.is_binary();
-    let quoted_labels = || {
-        column
-            .labels
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|l| format!("'{}'", l.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    match column.wire {
-        WireType::Tiny => int("tinyint", 4, 3),
-        WireType::Short => int("smallint", 6, 5),
-        WireType::Int24 => int("mediumint", 9, 8),
-        WireType::Long => int("int", 11, 10),
-        WireType::LongLong => int("bigint", 20, 20),
-        WireType::Float => with_unsigned("float", unsigned),
-        WireType::Double => with_unsigned("double", unsigned),
-        WireType::Decimal { precision, scale } => {
-            with_unsigned(&format!("decimal({precision},{scale})"), unsigned)
-        }
-        WireType::Year => {
-            if widths {
-                "year(4)".into()
-            } else {
-                "year".into()
-            }
-        }
-        WireType::Date => "date".into(),
-        WireType::Time => "time".into(),
-        WireType::Time2 { fsp: f } => fsp("time", f),
-        WireType::DateTime => "datetime".into(),
-        WireType::DateTime2 { fsp: f } => fsp("datetime", f),
-        WireType::Timestamp => "timestamp".into(),
-        WireType::Timestamp2 { fsp: f } => fsp("timestamp", f),
-        WireType::Bit { bits } => format!("bit({bits})"),
-        WireType::VarString { max_bytes } if binary => format!("varbinary({max_bytes})"),
-        WireType::VarString { max_bytes } => format!("varchar({})", chars(max_bytes)),
-        WireType::FixedString { max_bytes } if binary => format!("binary({max_bytes})"),
-        WireType::FixedString { max_bytes } => format!("char({})", chars(max_bytes)),
-        WireType::Enum { .. } => format!("enum({})", quoted_labels()),
-        WireType::Set { .. } => format!("set({})", quoted_labels()),
-        WireType::Blob { len_bytes } => {
-            let size = ["tiny", "", "medium", "long"][usize::from(len_bytes.clamp(1, 4)) - 1];
-            format!("{size}{}", if binary { "blob" } else { "text" })
-        }
-        WireType::Geometry { .. } => match geometry.unwrap_or(GeometryType::GEOM_GEOMETRY) {
-            GeometryType::GEOM_POINT => "point".into(),
-            GeometryType::GEOM_LINESTRING => "linestring".into(),
-            GeometryType::GEOM_POLYGON => "polygon".into(),
-            GeometryType::GEOM_MULTIPOINT => "multipoint".into(),
-            GeometryType::GEOM_MULTILINESTRING => "multilinestring".into(),
-            GeometryType::GEOM_MULTIPOLYGON => "multipolygon".into(),
-            GeometryType::GEOM_GEOMETRYCOLLECTION => "geometrycollection".into(),
-            _ => "geometry".into(),
-        },
-        WireType::Json { .. } => "json".into(),
-        WireType::Vector { len_bytes: _ } => "vector".into(),
-    }
-}
-
-fn with_unsigned(name: &str, unsigned: bool) -> String {
-    if unsigned {
-        format!("{name} unsigned")
-    } else {
-        name.to_owned()
-    }
-}
-
-/// Checks the counts inside a TABLE_MAP body that mysql_common would
-/// allocate for before checking them (ENUM/SET label counts in the optional
-/// metadata), so that a corrupt event is an error and not an allocation
-/// failure.
-pub fn check_table_map_body(data: &[u8]) -> Result<(), &'static str> {
-    use super::cursor::Cursor;
-    const SET_STR_VALUE: u8 = 5;
-    const ENUM_STR_VALUE: u8 = 6;
-    let truncated = "table map is truncated";
-    let mut cursor = Cursor::new(data);
-    cursor.skip(6 + 2).ok_or(truncated)?;
-    for _ in 0..2 {
-        let len = usize::from(cursor.u8().ok_or(truncated)?);
-        cursor.skip(len + 1).ok_or(truncated)?;
-    }
-    let columns = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
-    cursor.skip(columns).ok_or(truncated)?;
-    let meta_len = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
-    cursor.skip(meta_len).ok_or(truncated)?;
-    cursor.skip(columns.div_ceil(8)).ok_or(truncated)?;
-    while !cursor.is_empty() {
-        let kind = cursor.u8().ok_or(truncated)?;
-        let len = usize::try_from(cursor.lenenc_int().ok_or(truncated)?).map_err(|_| truncated)?;
-        let value = cursor
-            .take(len)
-            .ok_or("optional metadata field runs past the event")?;
-        if kind == SET_STR_VALUE || kind == ENUM_STR_VALUE {
-            let mut labels = Cursor::new(value);
-            while !labels.is_empty() {
-                let count = labels.lenenc_int().ok_or(truncated)?;
-                // Every label takes at least its one-byte length.
-                if count > labels.remaining() as u64 {
-                    return Err("ENUM/SET label count exceeds the metadata size");
-                }
-                for _ in 0..count {
-                    let len = usize::try_from(labels.lenenc_int().ok_or(truncated)?)
-                        .map_err(|_| truncated)?;
-                    labels.skip(len).ok_or(truncated)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -771,25 +620,18 @@ mod tests {
 
     #[test]
     fn flavors() {
-        assert_eq!(
-            ServerFlavor::from_server_version("10.11.6-MariaDB-log"),
-            ServerFlavor::MariaDb
-        );
-        assert_eq!(
-            ServerFlavor::from_server_version("8.0.31"),
-            ServerFlavor::MySql
-        );
-        assert_eq!(
-            ServerFlavor::from_server_version("8.0.18-log"),
-            ServerFlavor::MySqlWithWidths
-        );
-        assert_eq!(
-            ServerFlavor::from_server_version("5.7.30-log"),
-            ServerFlavor::MySqlWithWidths
-        );
-        assert_eq!(
-            ServerFlavor::from_server_version("9.0.1"),
-            ServerFlavor::MySql
-        );
+        for (version, flavor) in [
+            ("10.11.6-MariaDB-log", ServerFlavor::MariaDb),
+            ("8.0.31", ServerFlavor::MySql),
+            ("8.0.18-log", ServerFlavor::MySqlWithWidths),
+            ("5.7.30-log", ServerFlavor::MySqlWithWidths),
+            ("9.0.1", ServerFlavor::MySql),
+        ] {
+            assert_eq!(
+                ServerFlavor::from_server_version(version),
+                flavor,
+                "{version}"
+            );
+        }
     }
 }

@@ -177,33 +177,32 @@ pub fn time_v1(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
     Some(())
 }
 
+const TIME2_INT_OFFSET: i64 = 0x80_0000;
+
+/// A TIME2 value with a `frac_bytes`-byte fraction as one signed count of
+/// microseconds below the packed hour/minute/second (the fraction times
+/// `to_micros`), undoing the borrow negative values store.
+#[inline]
+fn time2_packed(cursor: &mut Cursor<'_>, frac_bytes: usize, to_micros: i64) -> Option<i64> {
+    let mut int_part = cursor.uint_be(3)? as i64 - TIME2_INT_OFFSET;
+    let mut frac = cursor.uint_be(frac_bytes)? as i64;
+    if int_part < 0 && frac != 0 {
+        int_part += 1;
+        frac -= 1 << (8 * frac_bytes);
+    }
+    Some((int_part << 24) + frac * to_micros)
+}
+
 /// TIME2: 3 bytes big-endian offset by 2^23 (sign, 10-bit hour, minute,
 /// second), then the fraction. Negative values store the fraction
 /// "borrowed" from the next second, so the two parts are combined into one
 /// signed microsecond count before printing (this is where some decoders
 /// overflow on TIME(1)/TIME(2), e.g. `-507:48:27.5`).
 pub fn time_v2(cursor: &mut Cursor<'_>, fsp: u8, out: &mut String) -> Option<()> {
-    const INT_OFFSET: i64 = 0x80_0000;
     let packed: i64 = match fsp {
-        0 => (cursor.uint_be(3)? as i64 - INT_OFFSET) << 24,
-        1 | 2 => {
-            let mut int_part = cursor.uint_be(3)? as i64 - INT_OFFSET;
-            let mut frac = cursor.uint_be(1)? as i64;
-            if int_part < 0 && frac != 0 {
-                int_part += 1;
-                frac -= 0x100;
-            }
-            (int_part << 24) + frac * 10_000
-        }
-        3 | 4 => {
-            let mut int_part = cursor.uint_be(3)? as i64 - INT_OFFSET;
-            let mut frac = cursor.uint_be(2)? as i64;
-            if int_part < 0 && frac != 0 {
-                int_part += 1;
-                frac -= 0x10000;
-            }
-            (int_part << 24) + frac * 100
-        }
+        0 => (cursor.uint_be(3)? as i64 - TIME2_INT_OFFSET) << 24,
+        1 | 2 => time2_packed(cursor, 1, 10_000)?,
+        3 | 4 => time2_packed(cursor, 2, 100)?,
         _ => cursor.uint_be(6)? as i64 - 0x8000_0000_0000,
     };
     if packed < 0 {

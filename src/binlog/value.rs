@@ -9,6 +9,7 @@ use super::{
     json::{self, Json},
     table::{ColumnMeta, WireType},
     temporal,
+    text::push_int,
 };
 
 /// Settings that change how values are rendered.
@@ -32,14 +33,24 @@ impl Default for ValueOptions {
 /// Why a value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
+    /// The row image ends inside the value.
     #[error("row image ends inside the value")]
     Truncated,
+    /// A DECIMAL value does not decode.
     #[error("{0}")]
     Decimal(#[from] decimal::DecimalError),
+    /// A JSON value does not decode.
     #[error("{0}")]
     Json(#[from] json::JsonError),
+    /// A string is longer than its column allows.
     #[error("value length {length} exceeds the column's maximum {max}")]
-    TooLong { length: u64, max: u64 },
+    TooLong {
+        /// The value's length prefix.
+        length: u64,
+        /// The column's maximum in bytes.
+        max: u64,
+    },
+    /// An ENUM/SET stored in a number of bytes the server never uses.
     #[error("ENUM/SET pack length {0} is not supported")]
     BadPackLength(u8),
 }
@@ -77,28 +88,12 @@ pub fn decode_value(
     out: &mut String,
 ) -> Result<Decoded, ValueError> {
     let mut decoded = Decoded::default();
-    let unsigned = column.unsigned;
     match column.wire {
-        WireType::Tiny => {
-            let raw = need(cursor.uint_le(1))?;
-            integer(raw, 8, unsigned, &mut decoded, out);
-        }
-        WireType::Short => {
-            let raw = need(cursor.uint_le(2))?;
-            integer(raw, 16, unsigned, &mut decoded, out);
-        }
-        WireType::Int24 => {
-            let raw = need(cursor.uint_le(3))?;
-            integer(raw, 24, unsigned, &mut decoded, out);
-        }
-        WireType::Long => {
-            let raw = need(cursor.uint_le(4))?;
-            integer(raw, 32, unsigned, &mut decoded, out);
-        }
-        WireType::LongLong => {
-            let raw = need(cursor.uint_le(8))?;
-            integer(raw, 64, unsigned, &mut decoded, out);
-        }
+        WireType::Tiny => decoded.above_signed_max = integer(cursor, 1, column.unsigned, out)?,
+        WireType::Short => decoded.above_signed_max = integer(cursor, 2, column.unsigned, out)?,
+        WireType::Int24 => decoded.above_signed_max = integer(cursor, 3, column.unsigned, out)?,
+        WireType::Long => decoded.above_signed_max = integer(cursor, 4, column.unsigned, out)?,
+        WireType::LongLong => decoded.above_signed_max = integer(cursor, 8, column.unsigned, out)?,
         WireType::Float => {
             let bits = need(cursor.uint_le(4))? as u32;
             javafmt::write_f32(f32::from_bits(bits), out);
@@ -123,71 +118,33 @@ pub fn decode_value(
         }
         WireType::Bit { bits } => {
             let value = need(cursor.uint_be(usize::from(bits).div_ceil(8)))?;
-            super::text::push_int(out, value);
+            push_int(out, value);
         }
-        WireType::VarString { max_bytes } | WireType::FixedString { max_bytes } => {
-            let prefix = if max_bytes < 256 { 1 } else { 2 };
-            let length = length_prefix(cursor, prefix)?;
-            if length > usize::from(max_bytes) {
-                return Err(ValueError::TooLong {
-                    length: length as u64,
-                    max: u64::from(max_bytes),
-                });
-            }
-            column.charset.decode_into(need(cursor.take(length))?, out);
+        WireType::VarString { max_bytes } => {
+            string(column, cursor, max_bytes, out)?;
+        }
+        WireType::FixedString { max_bytes } => {
+            let length = string(column, cursor, max_bytes, out)?;
             // BINARY(n) is stored padded with 0x00 but logged without the
             // padding; restore it so values such as binary UUIDs ending in
             // zero bytes keep their length (canal drops them).
-            if let WireType::FixedString { max_bytes } = column.wire
-                && column.charset.is_binary()
-            {
+            if column.charset.is_binary() {
                 out.extend(std::iter::repeat_n('\0', usize::from(max_bytes) - length));
             }
         }
-        WireType::Enum { pack_len } => {
-            if pack_len > 2 {
-                return Err(ValueError::BadPackLength(pack_len));
-            }
-            let index = need(cursor.uint_le(usize::from(pack_len)))?;
-            match column.labels.as_deref() {
-                Some(labels) if options.enum_set_labels => {
-                    // Index 0 is the empty "error" value of an ENUM.
-                    let label = usize::try_from(index)
-                        .ok()
-                        .and_then(|i| i.checked_sub(1))
-                        .and_then(|i| labels.get(i));
-                    out.push_str(label.map(String::as_str).unwrap_or(""));
-                }
-                _ => {
-                    super::text::push_int(out, index);
-                }
-            }
+        WireType::Enum { pack_len } if pack_len <= 2 => {
+            labelled(column, cursor, pack_len, options, out, push_enum_label)?
         }
-        WireType::Set { pack_len } => {
-            if pack_len == 0 || pack_len > 8 {
-                return Err(ValueError::BadPackLength(pack_len));
-            }
-            let mask = need(cursor.uint_le(usize::from(pack_len)))?;
-            match column.labels.as_deref() {
-                Some(labels) if options.enum_set_labels => {
-                    let chosen: Vec<&str> = labels
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
-                        .map(|(_, l)| l.as_str())
-                        .collect();
-                    out.push_str(&chosen.join(","));
-                }
-                _ => {
-                    super::text::push_int(out, mask);
-                }
-            }
+        WireType::Set { pack_len } if (1..=8).contains(&pack_len) => {
+            labelled(column, cursor, pack_len, options, out, push_set_labels)?
+        }
+        WireType::Enum { pack_len } | WireType::Set { pack_len } => {
+            return Err(ValueError::BadPackLength(pack_len));
         }
         WireType::Blob { len_bytes }
         | WireType::Geometry { len_bytes }
         | WireType::Vector { len_bytes } => {
-            let length = length_prefix(cursor, len_bytes)?;
-            let bytes = need(cursor.take(length))?;
+            let bytes = prefixed_bytes(cursor, len_bytes)?;
             if column.is_text {
                 column.charset.decode_into(bytes, out);
             } else {
@@ -195,35 +152,113 @@ pub fn decode_value(
             }
         }
         WireType::Json { len_bytes } => {
-            let length = length_prefix(cursor, len_bytes)?;
-            let bytes = need(cursor.take(length))?;
-            if !bytes.is_empty() {
-                let document = json::parse(bytes)?;
-                json::render(&document, out);
-                if keep_json {
-                    decoded.json = Some(document);
-                }
-            }
+            let document = json_value(prefixed_bytes(cursor, len_bytes)?, out)?;
+            decoded.json = document.filter(|_| keep_json);
         }
     }
     Ok(decoded)
 }
 
-/// Renders a `bits`-wide integer, signed or not, noting unsigned values
-/// above the signed maximum.
-fn integer(raw: u64, bits: u32, unsigned: bool, decoded: &mut Decoded, out: &mut String) {
+/// The bytes of a value stored after a `len_bytes` length prefix.
+#[inline]
+fn prefixed_bytes<'a>(cursor: &mut Cursor<'a>, len_bytes: u8) -> Result<&'a [u8], ValueError> {
+    let length = length_prefix(cursor, len_bytes)?;
+    need(cursor.take(length))
+}
+
+/// Renders MySQL's binary JSON (empty: nothing) and returns the document.
+fn json_value(bytes: &[u8], out: &mut String) -> Result<Option<Json>, ValueError> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let document = json::parse(bytes)?;
+    json::render(&document, out);
+    Ok(Some(document))
+}
+
+/// Renders a `bytes`-wide integer, signed or not; says whether an unsigned
+/// value is above the signed maximum.
+#[inline]
+fn integer(
+    cursor: &mut Cursor<'_>,
+    bytes: usize,
+    unsigned: bool,
+    out: &mut String,
+) -> Result<bool, ValueError> {
+    let raw = need(cursor.uint_le(bytes))?;
+    let bits = bytes as u32 * 8;
     let sign_bit = 1u64 << (bits - 1);
     if unsigned {
-        decoded.above_signed_max = raw & sign_bit != 0;
-        super::text::push_int(out, raw);
-    } else {
-        let value = if bits < 64 && raw & sign_bit != 0 {
-            raw as i64 - (1i64 << bits)
-        } else {
-            raw as i64
-        };
-        super::text::push_int(out, value);
+        push_int(out, raw);
+        return Ok(raw & sign_bit != 0);
     }
+    let value = if bits < 64 && raw & sign_bit != 0 {
+        raw as i64 - (1i64 << bits)
+    } else {
+        raw as i64
+    };
+    push_int(out, value);
+    Ok(false)
+}
+
+/// A VARCHAR/CHAR value (up to `max_bytes`, with a 1- or 2-byte length
+/// prefix) in the column's charset; returns its stored length.
+#[inline]
+fn string(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    max_bytes: u16,
+    out: &mut String,
+) -> Result<usize, ValueError> {
+    let prefix = if max_bytes < 256 { 1 } else { 2 };
+    let length = length_prefix(cursor, prefix)?;
+    if length > usize::from(max_bytes) {
+        return Err(ValueError::TooLong {
+            length: length as u64,
+            max: u64::from(max_bytes),
+        });
+    }
+    column.charset.decode_into(need(cursor.take(length))?, out);
+    Ok(length)
+}
+
+/// An ENUM or SET value stored in `pack_len` bytes: canal's number (the
+/// ENUM's index, the SET's bitmask), or what it names, written by `name`,
+/// when labels are asked for and known.
+#[inline]
+fn labelled(
+    column: &ColumnMeta,
+    cursor: &mut Cursor<'_>,
+    pack_len: u8,
+    options: &ValueOptions,
+    out: &mut String,
+    name: fn(&[String], u64, &mut String),
+) -> Result<(), ValueError> {
+    let number = need(cursor.uint_le(usize::from(pack_len)))?;
+    match column.labels.as_deref() {
+        Some(labels) if options.enum_set_labels => name(labels, number, out),
+        _ => push_int(out, number),
+    }
+    Ok(())
+}
+
+fn push_enum_label(labels: &[String], index: u64, out: &mut String) {
+    // Index 0 is the empty "error" value of an ENUM.
+    let label = usize::try_from(index)
+        .ok()
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| labels.get(i));
+    out.push_str(label.map(String::as_str).unwrap_or(""));
+}
+
+fn push_set_labels(labels: &[String], mask: u64, out: &mut String) {
+    let chosen: Vec<&str> = labels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    out.push_str(&chosen.join(","));
 }
 
 /// Reads a JSON partial-update value (its diffs) and applies them to the
@@ -242,8 +277,7 @@ pub fn apply_json_diff(
             "partial update of a non-JSON column",
         )));
     };
-    let length = length_prefix(cursor, len_bytes)?;
-    let diffs = json::parse_diffs(need(cursor.take(length))?)?;
+    let diffs = json::parse_diffs(prefixed_bytes(cursor, len_bytes)?)?;
     match before {
         Some(before) => {
             let mut document = before.clone();
