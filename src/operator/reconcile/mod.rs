@@ -7,12 +7,13 @@
 //!    ─► status ─► active-pod label, status write, Events ─► rollout step
 //! ```
 //!
-//! Reading and deciding are apart: [`secrets`], [`watches`] and
-//! [`children`] read; the plan, the status, the label changes, the Events
+//! Reading and deciding are apart: `secrets`, `watches` and
+//! `children` read; the plan, the status, the label changes, the Events
 //! due and the rollout step are pure functions of what was read (each
-//! unit-tested); only `operator::apply` writes. The children are read
-//! after the apply, not with the Secrets: the status and the rollout must
-//! see what the apply left.
+//! unit-tested). Writes happen in named steps only: `operator::apply` to
+//! the API server, Events through the recorder, ZooKeeper in `cursor_reset`
+//! and `finalizer`. The children are read after the apply, not with the
+//! Secrets: the status and the rollout must see what the apply left.
 
 mod children;
 mod context;
