@@ -86,6 +86,8 @@ pub async fn evict(client: &Client, namespace: &str, pod: &str) -> kube::Result<
     }
 }
 
+/// Writes the whole status by server-side apply, under the operator's
+/// field manager.
 pub async fn write_status(
     api: &Api<DynamicObject>,
     resource: &ApiResource,
@@ -122,6 +124,8 @@ pub async fn write_conditions(
     Ok(())
 }
 
+/// Replaces the object's finalizers with `finalizers`, only if it is still
+/// at `resource_version`.
 pub async fn set_finalizers(
     api: &Api<DynamicObject>,
     name: &str,

@@ -11,21 +11,31 @@ use prometheus_client::metrics::{
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
+/// The label of `canal_operator_reconciles`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
+    /// "ok" or "error".
     pub result: &'static str,
 }
 
+/// The label of `canal_operator_reconcile_errors`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
+    /// `operator::reconcile::Error::kind`: "api", "client", "zookeeper".
     pub kind: &'static str,
 }
 
+/// The operator's metrics, registered under the `canal_operator` prefix.
 pub struct OperatorMetrics {
+    /// Reconciles by result.
     pub reconciles: Family<ResultLabel, Counter>,
+    /// Failed reconciles by kind.
     pub errors: Family<ErrorLabel, Counter>,
+    /// How long each reconcile took, in seconds.
     pub duration: Histogram,
+    /// Changes of an instance's active server seen in its status.
     pub leader_changes: Counter,
+    /// Status writes (a pass writes only a changed status).
     pub status_writes: Counter,
     /// 1 while this replica holds the operator's Lease.
     pub leading: Gauge,
@@ -35,6 +45,7 @@ pub struct OperatorMetrics {
 }
 
 impl OperatorMetrics {
+    /// Every metric at zero, registered.
     pub fn new() -> Arc<OperatorMetrics> {
         let mut registry = Registry::with_prefix("canal_operator");
         let reconciles = Family::<ResultLabel, Counter>::default();
@@ -115,6 +126,8 @@ async fn readyz(State(metrics): State<Arc<OperatorMetrics>>) -> impl IntoRespons
     }
 }
 
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until
+/// `cancel`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<OperatorMetrics>,

@@ -42,8 +42,13 @@ pub enum Step {
     Done,
     /// Nothing to do now, for this reason; a later pod change comes back.
     Wait(String),
-    /// Evict this pod; `why` says why it is next.
-    Evict { pod: String, why: String },
+    /// Evict this pod.
+    Evict {
+        /// The pod's name.
+        pod: String,
+        /// Why this pod is next.
+        why: String,
+    },
 }
 
 /// The next step of the rollout of `statefulset` over its `pods`.

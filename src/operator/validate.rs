@@ -18,9 +18,16 @@ use crate::config::{self, INSTANCE_FILE, SERVER_FILE};
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}", .problems.join("; "))]
 pub struct Invalid {
+    /// One sentence per problem, each starting with the field to fix.
     pub problems: Vec<String>,
 }
 
+/// canal-server's own configuration loader refused the rendered files.
+#[derive(Debug, thiserror::Error)]
+#[error("canal-server would refuse this configuration: {0}")]
+struct RefusedConfiguration(#[source] config::ConfigError);
+
+/// The rendered configuration of `instance`, or everything wrong with it.
 pub fn validate(instance: &CanalInstance) -> Result<Rendered, Invalid> {
     let mut problems = Vec::new();
     if let Err(errors) = instance.validate_cel() {
@@ -35,8 +42,8 @@ pub fn validate(instance: &CanalInstance) -> Result<Rendered, Invalid> {
         return Err(Invalid { problems });
     }
     let rendered = properties::render(instance);
-    if let Err(problem) = load_rendered(&instance.destination(), &rendered) {
-        problems.push(problem);
+    if let Err(refused) = load_rendered(&instance.destination(), &rendered) {
+        problems.push(refused.to_string());
     }
     if problems.is_empty() {
         Ok(rendered)
@@ -48,7 +55,7 @@ pub fn validate(instance: &CanalInstance) -> Result<Rendered, Invalid> {
 /// Reads the rendered files the way a pod will (from memory, at the paths
 /// the pod mounts them), with stand-in values for the variables Secrets
 /// fill.
-fn load_rendered(destination: &str, rendered: &Rendered) -> Result<(), String> {
+fn load_rendered(destination: &str, rendered: &Rendered) -> Result<(), RefusedConfiguration> {
     let conf_dir = Path::new(CONF_DIR);
     let files = InMemory::new()
         .with(
@@ -71,5 +78,5 @@ fn load_rendered(destination: &str, rendered: &Rendered) -> Result<(), String> {
     ]);
     config::load_from(&files, conf_dir, &env)
         .map(|_| ())
-        .map_err(|e| format!("canal-server would refuse this configuration: {e}"))
+        .map_err(RefusedConfiguration)
 }

@@ -49,6 +49,7 @@ struct RunArgs {
     /// unelected (one replica only).
     #[arg(long, env = "LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Name of the leadership Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "canal-operator")]
     lease_name: String,
     /// This replica's identity for the Lease and Events; must differ
@@ -64,29 +65,40 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     let result = match cli.command {
-        Some(Command::Crd) => {
-            // A closed pipe (`canal-operator crd | head`) is not an error.
-            use std::io::Write;
-            match std::io::stdout().write_all(canal::operator::crd::crd_yaml().as_bytes()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    Err(format!("cannot write the CRD: {e}"))
-                }
-                _ => Ok(()),
-            }
-        }
+        Some(Command::Crd) => print_crd(),
         Some(Command::Run) | None => run(cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("canal-operator: {message}");
+        Err(error) => {
+            eprintln!("canal-operator: {error}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: RunArgs) -> Result<(), String> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start: {e}"))?;
+/// Why the command failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("cannot write the CRD: {0}")]
+    WriteCrd(#[source] std::io::Error),
+    #[error("cannot start: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Operator(#[from] controller::Error),
+}
+
+fn print_crd() -> Result<(), Failure> {
+    // A closed pipe (`canal-operator crd | head`) is not an error.
+    use std::io::Write;
+    match std::io::stdout().write_all(canal::operator::crd::crd_yaml().as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::WriteCrd(e)),
+        _ => Ok(()),
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;
     runtime.block_on(async {
         let cancel = tokio_util::sync::CancellationToken::new();
         let options = OperatorOptions {
@@ -106,7 +118,8 @@ fn run(args: RunArgs) -> Result<(), String> {
             tracing::info!("stopping");
             stop.cancel();
         });
-        controller::run(options, cancel).await
+        controller::run(options, cancel).await?;
+        Ok(())
     })
 }
 
