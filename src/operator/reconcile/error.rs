@@ -54,6 +54,7 @@ fn is_transient_status(code: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::zookeeper::SessionError;
 
     fn api_error(code: u16) -> Error {
         Error::Kube(kube::Error::Api(Box::new(kube::core::Status {
@@ -65,9 +66,10 @@ mod tests {
     #[test]
     fn the_metrics_labels_keep_their_values() {
         assert_eq!(api_error(403).kind(), "api");
-        let unreachable = ZkAdminError::Unreachable {
-            reason: "connection refused".into(),
-        };
+        let unreachable = ZkAdminError::Unreachable(SessionError::NoAnswer {
+            connect: "zk:2181".into(),
+            after: std::time::Duration::from_secs(3),
+        });
         assert_eq!(Error::ZooKeeper(unreachable).kind(), "zookeeper");
     }
 
