@@ -10,7 +10,8 @@
 use serde::{Deserialize, Serialize};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 
-pub use crate::cursor::zk::DESTINATIONS;
+/// Root of every destination's nodes (cursors and HA alike).
+pub const DESTINATIONS: &str = "/otter/canal/destinations";
 
 /// Parent of the server members.
 pub const CLUSTER: &str = "/otter/canal/cluster";

@@ -3,6 +3,7 @@
 
 pub mod destination;
 pub mod instance;
+mod live;
 pub mod session;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
