@@ -4,6 +4,7 @@
 pub mod destination;
 pub mod instance;
 mod live;
+mod pipeline;
 pub mod session;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
