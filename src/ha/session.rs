@@ -300,12 +300,20 @@ async fn watch_state(client: &Client, cancel: &CancellationToken) -> Option<Sess
 /// A plain read would not do: a server cut off from the quorum keeps
 /// answering reads until it notices (up to syncLimit × tickTime), while the
 /// majority may already have expired the session.
-async fn quorum_round_trip(client: &Client) -> Result<(), String> {
+async fn quorum_round_trip(client: &Client) -> Result<(), RoundTripError> {
     let mut multi = client.new_multi_writer();
-    multi
-        .add_check_version("/", -1)
-        .map_err(|e| e.to_string())?;
-    multi.commit().await.map(|_| ()).map_err(|e| e.to_string())
+    multi.add_check_version("/", -1)?;
+    multi.commit().await?;
+    Ok(())
+}
+
+/// Why a quorum round trip proved nothing: the lease is then not renewed.
+#[derive(Debug, thiserror::Error)]
+enum RoundTripError {
+    #[error("cannot build the check of /: {0}")]
+    Build(#[from] zookeeper_client::Error),
+    #[error("the quorum did not commit the check of /: {0}")]
+    Commit(#[from] zookeeper_client::MultiWriteError),
 }
 
 /// Renews `lease` with one quorum round trip every renew interval. Probes run

@@ -31,7 +31,7 @@ use crate::{
         source::{BinlogSource, SourceConfig, SourceError, SourceStats},
     },
     cursor::{ClientRecord, CursorError, CursorRecord, SharedCursorStore},
-    ha::Lease,
+    ha::{FailureKind, Lease},
     store::{AckError, Batch, ClientId, EventStore, ResumePoint, StoreConfig, StoreError, Wait},
 };
 
@@ -59,17 +59,41 @@ pub struct InstanceSettings {
     pub filter_transaction_entry: bool,
 }
 
-/// Why an instance could not serve a request.
+/// Why an instance could not start or serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    /// The store refused (closed, or a client's ack or rollback was wrong).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Reading or writing the clients' cursors failed.
     #[error("{0}")]
     Cursor(#[from] CursorError),
+    /// A client's (or a persisted subscription's) table filter.
     #[error("filter `{filter}` is not valid: {reason}")]
-    Filter { filter: String, reason: String },
+    Filter {
+        /// The filter text.
+        filter: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+    /// The lease ran out: another server may own the destination now.
     #[error("this server is no longer the active server of the destination")]
     NotActive,
+}
+
+impl InstanceError {
+    /// Whether trying again can help by itself.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            InstanceError::Store(StoreError::Closed) | InstanceError::NotActive => {
+                FailureKind::Transient
+            }
+            InstanceError::Store(StoreError::Ack(_)) | InstanceError::Filter { .. } => {
+                FailureKind::Permanent
+            }
+            InstanceError::Cursor(error) => error.kind(),
+        }
+    }
 }
 
 /// A running destination.
