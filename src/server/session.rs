@@ -120,12 +120,27 @@ struct Session {
 type End = String;
 
 impl Session {
+    /// Greets, authenticates, then answers requests until the session ends.
     async fn run<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
         incoming: &mut mpsc::Receiver<Incoming>,
         cancel: &CancellationToken,
     ) -> Result<(), End> {
+        let seed = self.greet(writer).await?;
+        let idle = self.authenticate(writer, incoming, &seed).await?;
+        loop {
+            let packet = match self.backlog.pop_front() {
+                Some(packet) => packet,
+                None => self.next_packet(writer, incoming, cancel, idle).await?,
+            };
+            self.handle(packet, writer, incoming, cancel).await?;
+        }
+    }
+
+    /// Sends the handshake; returns its seed, which the password is
+    /// scrambled with.
+    async fn greet<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<Vec<u8>, End> {
         let handshake = Handshake {
             seeds: crate::protocol::auth::new_seed().to_vec(),
             ..Default::default()
@@ -136,56 +151,41 @@ impl Session {
             &frame::server_packet(PacketType::Handshake, handshake.encode_to_vec()),
         )
         .await?;
+        Ok(seed)
+    }
 
+    /// Reads and checks CLIENTAUTHENTICATION (with the subscription a client
+    /// may put in it, as canal allows), then acknowledges it. Returns how
+    /// long the client may stay idle.
+    async fn authenticate<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        incoming: &mut mpsc::Receiver<Incoming>,
+        seed: &[u8],
+    ) -> Result<Duration, End> {
         let auth = match tokio::time::timeout(AUTH_TIMEOUT, incoming.recv()).await {
             Err(_) => return Err("no authentication within 60 s".into()),
             Ok(None) => return Err("closed before authenticating".into()),
             Ok(Some(Incoming::Broken(error))) => return Err(format!("broken frame: {error}")),
             Ok(Some(Incoming::Packet(packet))) => packet,
         };
-        if auth.r#type() != PacketType::Clientauthentication {
-            self.reply(
-                writer,
-                Failure::new(
-                    400,
-                    format!(
-                        "expected CLIENTAUTHENTICATION, got packet type: {}",
-                        type_name(&auth)
-                    ),
-                ),
-            )
-            .await?;
-            return Err("did not authenticate".into());
-        }
-        let auth = match ClientAuth::decode(auth.body.as_slice()) {
+        let auth = match client_auth(&auth) {
             Ok(auth) => auth,
-            Err(error) => {
-                self.reply(
-                    writer,
-                    Failure::new(400, format!("ClientAuth is not decodable: {error}")),
-                )
-                .await?;
-                return Err("undecodable ClientAuth".into());
+            Err((failure, end)) => {
+                self.reply(writer, failure).await?;
+                return Err(end.into());
             }
         };
         if !self
             .shared
             .credentials
-            .accepts(&auth.username, &auth.password, &seed)
+            .accepts(&auth.username, &auth.password, seed)
         {
             tracing::warn!(peer = %self.peer, user = %auth.username, "authentication failed");
-            self.reply(
-                writer,
-                Failure::new(400, format!("auth failed for user:{}", auth.username)),
-            )
-            .await?;
+            let failure = Failure::new(400, format!("auth failed for user:{}", auth.username));
+            self.reply(writer, failure).await?;
             return Err("authentication failed".into());
         }
-        let idle = match auth.net_read_timeout {
-            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
-            _ => DEFAULT_IDLE,
-        };
-        // Clients may subscribe in ClientAuth already (canal does this too).
         if !auth.destination.is_empty() && !auth.client_id.is_empty() {
             let sub = Sub {
                 destination: auth.destination.clone(),
@@ -199,36 +199,40 @@ impl Session {
         }
         self.write(writer, &frame::ack_ok()).await?;
         tracing::debug!(peer = %self.peer, user = %auth.username, "client authenticated");
+        Ok(match auth.net_read_timeout {
+            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+            _ => DEFAULT_IDLE,
+        })
+    }
 
-        loop {
-            let packet = match self.backlog.pop_front() {
-                Some(packet) => packet,
-                None => {
-                    let next = tokio::select! {
-                        next = tokio::time::timeout(idle, incoming.recv()) => next,
-                        _ = cancel.cancelled() => return Err("server shutting down".into()),
-                        _ = any_stopped(&self.subscriptions) => {
-                            return Err("the destination stopped on this server".into())
-                        }
-                    };
-                    match next {
-                        Err(_) => return Err(format!("idle for {idle:?}")),
-                        Ok(None) => return Err("closed".into()),
-                        Ok(Some(Incoming::Broken(FrameError::Closed))) => {
-                            return Err("closed".into());
-                        }
-                        Ok(Some(Incoming::Broken(error))) => {
-                            tracing::warn!(peer = %self.peer, %error, "closing a connection that sent a bad frame");
-                            let _ = self
-                                .reply(writer, Failure::new(400, format!("bad frame: {error}")))
-                                .await;
-                            return Err(error.to_string());
-                        }
-                        Ok(Some(Incoming::Packet(packet))) => packet,
-                    }
-                }
-            };
-            self.handle(packet, writer, incoming, cancel).await?;
+    /// Waits for the client's next packet; ends the session when the
+    /// client idles out, leaves or breaks a frame, when the server shuts
+    /// down, or when a subscribed destination stops here.
+    async fn next_packet<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        incoming: &mut mpsc::Receiver<Incoming>,
+        cancel: &CancellationToken,
+        idle: Duration,
+    ) -> Result<Packet, End> {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, incoming.recv()) => next,
+            _ = cancel.cancelled() => return Err("server shutting down".into()),
+            _ = any_stopped(&self.subscriptions) => {
+                return Err("the destination stopped on this server".into())
+            }
+        };
+        match next {
+            Err(_) => Err(format!("idle for {idle:?}")),
+            Ok(None) | Ok(Some(Incoming::Broken(FrameError::Closed))) => Err("closed".into()),
+            Ok(Some(Incoming::Broken(error))) => {
+                tracing::warn!(peer = %self.peer, %error, "closing a connection that sent a bad frame");
+                let _ = self
+                    .reply(writer, Failure::new(400, format!("bad frame: {error}")))
+                    .await;
+                Err(error.to_string())
+            }
+            Ok(Some(Incoming::Packet(packet))) => Ok(packet),
         }
     }
 
@@ -249,20 +253,14 @@ impl Session {
                     Ok(sub) => self.subscribe(&sub).await,
                     Err(error) => Err(undecodable("Sub", error)),
                 };
-                match outcome {
-                    Ok(()) => self.write(writer, &frame::ack_ok()).await,
-                    Err(failure) => self.reply(writer, failure).await,
-                }
+                self.answer(writer, outcome).await
             }
             PacketType::Unsubscription => {
                 let outcome = match Unsub::decode(body) {
                     Ok(unsub) => self.unsubscribe(&unsub).await,
                     Err(error) => Err(undecodable("Unsub", error)),
                 };
-                match outcome {
-                    Ok(()) => self.write(writer, &frame::ack_ok()).await,
-                    Err(failure) => self.reply(writer, failure).await,
-                }
+                self.answer(writer, outcome).await
             }
             PacketType::Get => {
                 let get = match Get::decode(body) {
@@ -498,6 +496,18 @@ impl Session {
         }
     }
 
+    /// ACK for a request that worked, canal's error ACK for one that did not.
+    async fn answer<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        outcome: Result<(), Failure>,
+    ) -> Result<(), End> {
+        match outcome {
+            Ok(()) => self.write(writer, &frame::ack_ok()).await,
+            Err(failure) => self.reply(writer, failure).await,
+        }
+    }
+
     async fn reply<W: AsyncWrite + Unpin>(
         &self,
         writer: &mut W,
@@ -513,6 +523,25 @@ impl Session {
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
+}
+
+/// The ClientAuth in the first packet; otherwise the error ACK to send and
+/// why the session ends.
+fn client_auth(packet: &Packet) -> Result<ClientAuth, (Failure, &'static str)> {
+    if packet.r#type() != PacketType::Clientauthentication {
+        let failure = Failure::new(
+            400,
+            format!(
+                "expected CLIENTAUTHENTICATION, got packet type: {}",
+                type_name(packet)
+            ),
+        );
+        return Err((failure, "did not authenticate"));
+    }
+    ClientAuth::decode(packet.body.as_slice()).map_err(|error| {
+        let failure = Failure::new(400, format!("ClientAuth is not decodable: {error}"));
+        (failure, "undecodable ClientAuth")
+    })
 }
 
 struct Subscription {
