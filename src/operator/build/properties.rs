@@ -71,7 +71,7 @@ pub fn check_extra_property(key: &str) -> Result<KeyScope, String> {
     if let Some((_, field)) = MANAGED_KEYS.iter().find(|(k, _)| *k == key) {
         return Err(format!("{key} is set by the operator from {field}"));
     }
-    key_scope(key)
+    key_scope(key).map_err(|e| e.to_string())
 }
 
 pub fn render(instance: &CanalInstance) -> Rendered {
