@@ -296,24 +296,30 @@ fn encode_families(
     for family in FAMILIES {
         match family.read {
             Reader::Gauge(read) => {
-                let mut samples = Vec::new();
-                for d in destinations {
-                    read(d, now_ms, &mut samples);
-                }
+                let samples = collect(destinations, |d, out| read(d, now_ms, out));
                 let samples = samples.into_iter().map(|(l, v)| (l, ConstGauge::new(v)));
                 encode_family(encoder, family, MetricType::Gauge, samples)?;
             }
             Reader::Counter(read) => {
-                let mut samples = Vec::new();
-                for d in destinations {
-                    read(d, &mut samples);
-                }
+                let samples = collect(destinations, read);
                 let samples = samples.into_iter().map(|(l, v)| (l, ConstCounter::new(v)));
                 encode_family(encoder, family, MetricType::Counter, samples)?;
             }
         }
     }
     Ok(())
+}
+
+/// One family's samples over every destination, in their order.
+fn collect<T>(
+    destinations: &[DestinationSnapshot],
+    read: impl Fn(&DestinationSnapshot, &mut Samples<T>),
+) -> Samples<T> {
+    let mut samples = Vec::new();
+    for d in destinations {
+        read(d, &mut samples);
+    }
+    samples
 }
 
 fn encode_family(

@@ -276,16 +276,22 @@ impl Session {
                 }
             }
             PacketType::Clientack => {
-                match ClientAck::decode(body) {
+                let outcome = match ClientAck::decode(body) {
                     Ok(ack) => self.ack(&ack).await,
-                    Err(error) => self.pending = Some(undecodable("ClientAck", error)),
+                    Err(error) => Err(undecodable("ClientAck", error)),
+                };
+                if let Err(failure) = outcome {
+                    self.pending = Some(failure);
                 }
                 Ok(())
             }
             PacketType::Clientrollback => {
-                match ClientRollback::decode(body) {
+                let outcome = match ClientRollback::decode(body) {
                     Ok(rollback) => self.rollback(&rollback),
-                    Err(error) => self.pending = Some(undecodable("ClientRollback", error)),
+                    Err(error) => Err(undecodable("ClientRollback", error)),
+                };
+                if let Err(failure) = outcome {
+                    self.pending = Some(failure);
                 }
                 Ok(())
             }
@@ -306,14 +312,7 @@ impl Session {
         client_id: &str,
         request: &str,
     ) -> Result<(Arc<Instance>, ClientId), Failure> {
-        if destination.is_empty() || client_id.is_empty() {
-            return Err(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. {request}: destination: \"{destination}\" client_id: \"{client_id}\""
-                ),
-            ));
-        }
+        require_names(destination, client_id, request)?;
         let client = client_id.trim().parse::<ClientId>().map_err(|_| {
             Failure::new(
                 400,
@@ -429,71 +428,59 @@ impl Session {
         })
     }
 
-    async fn ack(&mut self, ack: &ClientAck) {
-        if ack.destination.is_empty() || ack.client_id.is_empty() {
-            self.pending = Some(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. Ack: destination: \"{}\" client_id: \"{}\"",
-                    ack.destination, ack.client_id
-                ),
-            ));
-            return;
-        }
+    /// Acknowledges a batch. ACK gets no reply: an error waits for the
+    /// next GET.
+    async fn ack(&self, ack: &ClientAck) -> Result<(), Failure> {
+        require_names(&ack.destination, &ack.client_id, "Ack")?;
         if ack.batch_id == -1 {
-            return;
+            return Ok(());
         }
         if ack.batch_id == 0 {
-            self.pending = Some(Failure::new(
+            return Err(Failure::new(
                 402,
                 format!(
                     "batchId should assign value. Ack: batch_id: {}",
                     ack.batch_id
                 ),
             ));
-            return;
         }
-        // Some clients ack or roll back before subscribing: ignore them.
-        if !self.subscribed(&ack.destination, &ack.client_id) {
-            return;
-        }
-        let (instance, client) = match self.target(&ack.destination, &ack.client_id, "Ack") {
-            Ok(target) => target,
-            Err(failure) => {
-                self.pending = Some(failure);
-                return;
-            }
+        let Some((instance, client)) =
+            self.subscribed_target(&ack.destination, &ack.client_id, "Ack")?
+        else {
+            return Ok(());
         };
-        if let Err(error) = instance.ack(client, ack.batch_id).await {
-            self.pending = Some(Failure::new(400, error.to_string()));
-        }
+        instance
+            .ack(client, ack.batch_id)
+            .await
+            .map_err(|error| Failure::new(400, error.to_string()))
     }
 
-    fn rollback(&mut self, rollback: &ClientRollback) {
-        if rollback.destination.is_empty() || rollback.client_id.is_empty() {
-            self.pending = Some(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. Rollback: destination: \"{}\" client_id: \"{}\"",
-                    rollback.destination, rollback.client_id
-                ),
-            ));
-            return;
+    /// Rewinds a client. ROLLBACK gets no reply: an error waits for the
+    /// next GET.
+    fn rollback(&self, rollback: &ClientRollback) -> Result<(), Failure> {
+        require_names(&rollback.destination, &rollback.client_id, "Rollback")?;
+        let Some((instance, client)) =
+            self.subscribed_target(&rollback.destination, &rollback.client_id, "Rollback")?
+        else {
+            return Ok(());
+        };
+        instance
+            .rollback(client, rollback.batch_id)
+            .map_err(|error| Failure::new(400, error.to_string()))
+    }
+
+    /// The target of an ACK or ROLLBACK; `None` for a client that has not
+    /// subscribed, which some clients do and which is ignored.
+    fn subscribed_target(
+        &self,
+        destination: &str,
+        client_id: &str,
+        request: &str,
+    ) -> Result<Option<(Arc<Instance>, ClientId)>, Failure> {
+        if !self.subscribed(destination, client_id) {
+            return Ok(None);
         }
-        if !self.subscribed(&rollback.destination, &rollback.client_id) {
-            return;
-        }
-        let (instance, client) =
-            match self.target(&rollback.destination, &rollback.client_id, "Rollback") {
-                Ok(target) => target,
-                Err(failure) => {
-                    self.pending = Some(failure);
-                    return;
-                }
-            };
-        if let Err(error) = instance.rollback(client, rollback.batch_id) {
-            self.pending = Some(Failure::new(400, error.to_string()));
-        }
+        self.target(destination, client_id, request).map(Some)
     }
 
     /// ACK for a request that worked, canal's error ACK for one that did not.
@@ -523,6 +510,19 @@ impl Session {
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
+}
+
+/// canal's answer to a request without a destination or client id.
+fn require_names(destination: &str, client_id: &str, request: &str) -> Result<(), Failure> {
+    if destination.is_empty() || client_id.is_empty() {
+        return Err(Failure::new(
+            401,
+            format!(
+                "destination or clientId is null. {request}: destination: \"{destination}\" client_id: \"{client_id}\""
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The ClientAuth in the first packet; otherwise the error ACK to send and

@@ -97,6 +97,31 @@ struct ClientState {
     resume: Option<ResumePoint>,
 }
 
+impl ClientState {
+    /// canal acks and rolls back the oldest outstanding batch only: `Ok`
+    /// when `batch_id` is it; `NotFirst` for a newer one; `unknown()` for
+    /// one the client does not hold.
+    fn check_oldest(
+        &self,
+        batch_id: i64,
+        unknown: impl FnOnce() -> AckError,
+    ) -> Result<(), AckError> {
+        let Some(first) = self.batches.front() else {
+            return Err(unknown());
+        };
+        if first.id == batch_id {
+            Ok(())
+        } else if self.batches.iter().any(|b| b.id == batch_id) {
+            Err(AckError::NotFirst {
+                batch: batch_id,
+                first: first.id,
+            })
+        } else {
+            Err(unknown())
+        }
+    }
+}
+
 /// Events, client positions and batches of one destination.
 #[derive(Debug)]
 pub struct StoreState {
@@ -345,25 +370,10 @@ impl StoreState {
             .clients
             .get_mut(&client)
             .ok_or(AckError::NotSubscribed { client })?;
-        let Some(first) = state.batches.front() else {
-            return Err(AckError::AckUnknown {
-                client,
-                batch: batch_id,
-            });
-        };
-        if first.id != batch_id {
-            return Err(if state.batches.iter().any(|b| b.id == batch_id) {
-                AckError::NotFirst {
-                    batch: batch_id,
-                    first: first.id,
-                }
-            } else {
-                AckError::AckUnknown {
-                    client,
-                    batch: batch_id,
-                }
-            });
-        }
+        state.check_oldest(batch_id, || AckError::AckUnknown {
+            client,
+            batch: batch_id,
+        })?;
         let batch = state.batches.pop_front().ok_or(AckError::AckUnknown {
             client,
             batch: batch_id,
@@ -383,25 +393,10 @@ impl StoreState {
             .get_mut(&client)
             .ok_or(AckError::NotSubscribed { client })?;
         if batch_id != 0 {
-            let Some(first) = state.batches.front() else {
-                return Err(AckError::RollbackUnknown {
-                    client,
-                    batch: batch_id,
-                });
-            };
-            if first.id != batch_id {
-                return Err(if state.batches.iter().any(|b| b.id == batch_id) {
-                    AckError::NotFirst {
-                        batch: batch_id,
-                        first: first.id,
-                    }
-                } else {
-                    AckError::RollbackUnknown {
-                        client,
-                        batch: batch_id,
-                    }
-                });
-            }
+            state.check_oldest(batch_id, || AckError::RollbackUnknown {
+                client,
+                batch: batch_id,
+            })?;
         }
         state.batches.clear();
         state.read = state.acked;
