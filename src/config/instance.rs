@@ -29,11 +29,14 @@ pub const DEFAULT_BLACK_REGEX: &str = r"mysql\.slave_.*";
 /// `[::1]:3306`; `host` holds them without brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterAddress {
+    /// Host name or IP address (IPv6 without brackets).
     pub host: String,
+    /// TCP port.
     pub port: u16,
 }
 
 impl MasterAddress {
+    /// `host:port` or `[v6 address]:port`; `None` for anything else (no port, port 0, spaces).
     pub fn parse(text: &str) -> Option<Self> {
         let (host, port) = match text.strip_prefix('[') {
             Some(rest) => rest.split_once("]:")?,
@@ -93,15 +96,23 @@ pub struct MemoryStoreConfig {
 /// canal's `canal.instance.filter.*` switches (all default false).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FilterSwitches {
+    /// `query.dcl`: drop DCL statements (GRANT, ...).
     pub query_dcl: bool,
+    /// `query.dml`: drop DML that arrives as statements (statement-based binlog).
     pub query_dml: bool,
+    /// `query.ddl`: drop DDL.
     pub query_ddl: bool,
+    /// `table.error`: skip rows of tables whose definition cannot be read instead of stopping.
     pub table_error: bool,
+    /// `rows`: drop row changes.
     pub rows: bool,
     /// Drop TRANSACTIONBEGIN/END entries (applied after decoding).
     pub transaction_entry: bool,
+    /// `dml.insert`: drop inserted rows.
     pub dml_insert: bool,
+    /// `dml.update`: drop updated rows.
     pub dml_update: bool,
+    /// `dml.delete`: drop deleted rows.
     pub dml_delete: bool,
 }
 
@@ -123,6 +134,7 @@ pub struct FilterTexts {
 /// One destination's settings.
 #[derive(Debug, Clone)]
 pub struct InstanceConfig {
+    /// The destination's name (its directory and ZooKeeper node).
     pub destination: String,
     /// The `instance.properties` this was read from.
     pub path: PathBuf,
@@ -153,12 +165,15 @@ pub struct InstanceConfig {
     /// `canal.instance.connectionCharset` as given (UTF-8 is the only one
     /// used; others only warn).
     pub connection_charset: String,
+    /// The filter settings as written.
     pub filter_texts: FilterTexts,
     /// The compiled table and column filters.
     pub filter: EventFilter,
+    /// The `canal.instance.filter.*` switches.
     pub switches: FilterSwitches,
     /// `canal.instance.get.ddl.isolation`: a DDL alone in its batch.
     pub get_ddl_isolation: bool,
+    /// The event store's sizing.
     pub memory: MemoryStoreConfig,
     /// `canal.instance.timezone` (UTC): zone TIMESTAMP values are shown in
     /// (canal uses its JVM's zone).

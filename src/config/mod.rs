@@ -41,6 +41,7 @@ use layers::{File, Layers};
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct CanalConfig {
+    /// Server-wide settings.
     pub server: ServerConfig,
     /// One per destination, in `canal.destinations` order.
     pub instances: Vec<InstanceConfig>,
@@ -50,6 +51,7 @@ pub struct CanalConfig {
 }
 
 impl CanalConfig {
+    /// The settings of `destination`, if it is configured.
     pub fn instance(&self, destination: &str) -> Option<&InstanceConfig> {
         self.instances.iter().find(|i| i.destination == destination)
     }

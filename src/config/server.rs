@@ -101,6 +101,7 @@ pub struct ServerConfig {
     /// `canal.passwd`: lowercase hex of SHA1(SHA1(password)), 40 characters,
     /// as canal stores it.
     pub passwd: Option<String>,
+    /// ZooKeeper and HA settings.
     pub zookeeper: ZookeeperConfig,
     /// `canal.destinations` (default `example`). When set but empty, the
     /// instance directories found under `conf_dir` (canal's auto scan).

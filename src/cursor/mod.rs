@@ -59,6 +59,7 @@ impl CursorError {
 /// What is known about one client of a destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientRecord {
+    /// The last acknowledged position, if the client acknowledged one.
     pub cursor: Option<CursorRecord>,
     /// The filter the client subscribed with (empty: the configured one).
     pub filter: String,
@@ -71,6 +72,7 @@ pub trait CursorStore: Send + Sync {
     async fn load(&self) -> Result<BTreeMap<ClientId, ClientRecord>, CursorError>;
     /// Records a subscription (and its filter, when not empty).
     async fn subscribe(&self, client: ClientId, filter: &str) -> Result<(), CursorError>;
+    /// Stores the client's latest acknowledged position.
     async fn save_cursor(&self, client: ClientId, cursor: &CursorRecord)
     -> Result<(), CursorError>;
     /// Forgets a client (UNSUBSCRIPTION).

@@ -87,6 +87,7 @@ enum Next {
     Stop,
 }
 
+/// One destination's race, run by [`Election::run`].
 pub struct Election {
     candidate: Arc<dyn Candidate>,
     zk: Arc<ZkSession>,
@@ -100,6 +101,7 @@ pub struct Election {
 }
 
 impl Election {
+    /// The race of `candidate` through `zk`, this server registered as `address`.
     pub fn new(candidate: Arc<dyn Candidate>, zk: Arc<ZkSession>, address: &str) -> Self {
         let running = nodes::running(candidate.destination());
         Election {

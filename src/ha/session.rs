@@ -42,6 +42,7 @@ impl DigestAuth {
         Self::parse(&format!("{user}:{password}"))
     }
 
+    /// The user name (safe to log).
     pub fn user(&self) -> &str {
         &self.credentials[..self.user_len]
     }
@@ -65,7 +66,9 @@ impl std::fmt::Debug for DigestAuth {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to ZooKeeper at {servers} (canal.zkServers): {reason}")]
 pub struct ConnectError {
+    /// The connect string.
     pub servers: String,
+    /// What the client library said.
     pub reason: String,
 }
 
@@ -74,6 +77,7 @@ struct Current {
     lease: Arc<Lease>,
 }
 
+/// The process's ZooKeeper session; see the module.
 pub struct ZkSession {
     servers: String,
     settings: HaSettings,
@@ -150,10 +154,12 @@ impl ZkSession {
         self.read().lease.clone()
     }
 
+    /// The current session's id.
     pub fn session_id(&self) -> i64 {
         self.read().client.session_id().0
     }
 
+    /// The HA timing it was opened with.
     pub fn settings(&self) -> &HaSettings {
         &self.settings
     }

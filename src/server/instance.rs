@@ -44,14 +44,19 @@ const RETRY_PERIOD: Duration = Duration::from_millis(100);
 /// Everything an instance needs to run, resolved from configuration.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
+    /// The destination's name.
     pub destination: String,
+    /// How to reach the source.
     pub replica: ReplicaConfig,
     /// Where to start when no client has a cursor (`None`: the binlog end).
     pub start: Option<StartPosition>,
     /// canal.instance.gtidon: resume by GTID and fill GTID header fields.
     pub gtid_on: bool,
+    /// How binlog events become entries.
     pub decoder: DecoderOptions,
+    /// The configured table and column filters.
     pub filter: EventFilter,
+    /// The event store's sizing and batching.
     pub store: StoreConfig,
     /// canal.zookeeper.flush.period: 0 writes every ack's cursor at once.
     pub flush_period: Duration,
@@ -336,18 +341,22 @@ impl Instance {
         }
     }
 
+    /// The destination's name.
     pub fn destination(&self) -> &str {
         &self.settings.destination
     }
 
+    /// The event store between the source and the clients.
     pub fn store(&self) -> &Arc<EventStore> {
         &self.store
     }
 
+    /// The source's counters and last position.
     pub fn stats(&self) -> &Arc<SourceStats> {
         &self.stats
     }
 
+    /// The settings it started with.
     pub fn settings(&self) -> &InstanceSettings {
         &self.settings
     }
@@ -360,6 +369,7 @@ impl Instance {
             .clone()
     }
 
+    /// Whether the source runs (it stops on an error only an operator can fix).
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
     }
@@ -369,6 +379,7 @@ impl Instance {
         self.connected.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// Sessions currently subscribed.
     pub fn connected(&self) -> i64 {
         self.connected.load(Ordering::Relaxed)
     }
@@ -402,6 +413,7 @@ impl Instance {
         )
     }
 
+    /// Forgets a client: its place in the store and its stored cursor.
     pub async fn unsubscribe(&self, client: ClientId) -> Result<(), InstanceError> {
         self.store.unsubscribe(client);
         self.latest
@@ -416,10 +428,12 @@ impl Instance {
         Ok(())
     }
 
+    /// Whether `client` is subscribed here.
     pub fn is_subscribed(&self, client: ClientId) -> bool {
         self.store.is_subscribed(client)
     }
 
+    /// The next batch for `client`, waiting as `wait` says; nothing once the lease is gone.
     pub async fn get(
         &self,
         client: ClientId,
@@ -486,6 +500,7 @@ impl Instance {
         Ok(())
     }
 
+    /// Rewinds `client` to its last acknowledged event.
     pub fn rollback(&self, client: ClientId, batch_id: i64) -> Result<(), AckError> {
         self.store.rollback(client, batch_id).map_err(|e| match e {
             StoreError::Ack(e) => e,

@@ -24,7 +24,9 @@ use crate::{
 /// client credentials.
 #[derive(Debug)]
 pub struct ServerShared {
+    /// Every destination this process can run, by name.
     pub destinations: BTreeMap<String, Arc<Destination>>,
+    /// Who may connect.
     pub credentials: Credentials,
 }
 
@@ -39,8 +41,11 @@ impl ServerShared {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {address}: {source} (check canal.ip / canal.port)")]
+    /// A port could not be bound.
     Bind {
+        /// The address.
         address: String,
+        /// What the system said.
         source: std::io::Error,
     },
 }
@@ -93,7 +98,9 @@ pub struct StartOptions {
     pub bind: SocketAddr,
     /// Metrics and health port (`canal.metrics.pull.port`), if any.
     pub metrics_bind: Option<SocketAddr>,
+    /// Who may connect.
     pub credentials: Credentials,
+    /// Each destination with its cursor store.
     pub instances: Vec<(InstanceSettings, crate::cursor::SharedCursorStore)>,
     /// With ZooKeeper: race for each destination instead of serving at once.
     pub ha: Option<HaOptions>,
@@ -101,6 +108,7 @@ pub struct StartOptions {
 
 /// How this server takes part in the race.
 pub struct HaOptions {
+    /// The process's ZooKeeper session.
     pub zk: Arc<ZkSession>,
     /// The registered `ip:port` (see [`ha::address`]).
     pub address: String,
@@ -108,9 +116,11 @@ pub struct HaOptions {
 
 /// A started server.
 pub struct RunningServer {
+    /// What sessions and endpoints read.
     pub shared: Arc<ServerShared>,
     /// The bound client address.
     pub address: SocketAddr,
+    /// The bound metrics address, if metrics are served.
     pub metrics_address: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -248,11 +258,15 @@ fn join_the_races(
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A destination could not start.
     #[error("destination {destination}: {source}")]
     Instance {
+        /// Which one.
         destination: String,
+        /// Why.
         source: instance::InstanceError,
     },
+    /// A port could not be bound.
     #[error("{0}")]
     Server(#[from] ServerError),
 }

@@ -29,9 +29,13 @@ pub enum BatchMode {
 /// Store sizing and batching, from canal.properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
+    /// At most this many entries held.
     pub capacity_events: usize,
+    /// At most this many bytes of serialized entries held.
     pub capacity_bytes: usize,
+    /// How a GET's size counts.
     pub batch_mode: BatchMode,
+    /// Bytes per unit in MEMSIZE mode.
     pub memunit: usize,
     /// A DDL entry is always alone in its batch.
     pub ddl_isolation: bool,
@@ -89,8 +93,10 @@ impl Wait {
 /// Why a store operation could not be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The destination stopped here.
     #[error("the store is closed")]
     Closed,
+    /// An ack or rollback canal refuses.
     #[error("{0}")]
     Ack(#[from] AckError),
 }
@@ -106,6 +112,7 @@ pub struct EventStore {
 }
 
 impl EventStore {
+    /// An empty store.
     pub fn new(config: StoreConfig) -> Self {
         EventStore {
             state: Mutex::new(StoreState::new(config)),
@@ -181,11 +188,13 @@ impl EventStore {
         self.lock().subscribe(client, after);
     }
 
+    /// Forgets a client; what only it held can leave.
     pub fn unsubscribe(&self, client: ClientId) {
         self.lock().unsubscribe(client);
         self.freed.notify_waiters();
     }
 
+    /// Whether `client` is subscribed.
     pub fn is_subscribed(&self, client: ClientId) -> bool {
         self.lock().is_subscribed(client)
     }
