@@ -9,8 +9,10 @@ use tracing_subscriber::{EnvFilter, fmt};
 /// Output format of log lines.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
+    /// Readable lines for a terminal.
     #[default]
     Human,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 

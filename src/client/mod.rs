@@ -30,18 +30,41 @@ use crate::protocol::{
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {address}: {reason}")]
-    Connect { address: String, reason: String },
+    /// The server could not be reached.
+    Connect {
+        /// The address tried.
+        address: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The connection broke or carried a frame that is not canal's.
     #[error("{0}")]
     Frame(#[from] FrameError),
     #[error("server error {code}: {message}")]
-    Server { code: i32, message: String },
+    /// The server answered with an error ACK.
+    Server {
+        /// canal's error code.
+        code: i32,
+        /// canal's message.
+        message: String,
+    },
     #[error("unexpected {got} packet (expected {expected})")]
-    Unexpected { expected: &'static str, got: String },
+    /// The server sent another packet than the protocol expects here.
+    Unexpected {
+        /// The packet type expected.
+        expected: &'static str,
+        /// The packet type received.
+        got: String,
+    },
     #[error("undecodable {what}: {source}")]
+    /// A packet body did not decode.
     Decode {
+        /// What was being decoded.
         what: &'static str,
+        /// The protobuf error.
         source: prost::DecodeError,
     },
+    /// Writing to the connection failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -59,6 +82,7 @@ impl ClientError {
 pub struct Received {
     /// -1 when the server had nothing.
     pub batch_id: i64,
+    /// The entries, decoded.
     pub entries: Vec<Entry>,
     /// Serialized size of the entries.
     pub bytes: usize,
@@ -77,6 +101,7 @@ pub struct CanalClient {
 /// How to authenticate.
 #[derive(Debug, Clone, Default)]
 pub struct Login {
+    /// The user (`canal.user` on the server); empty when it has none.
     pub user: String,
     /// The clear-text password (hashed with the server's seed).
     pub password: String,
@@ -180,6 +205,7 @@ impl CanalClient {
         self.local_address
     }
 
+    /// Subscribes to `destination` as `client_id`, with `filter` (empty: the server's own).
     pub async fn subscribe(
         &mut self,
         destination: &str,
@@ -199,6 +225,7 @@ impl CanalClient {
         self.rollback(0).await
     }
 
+    /// Ends the subscription; the server forgets the client's cursor.
     pub async fn unsubscribe(&mut self) -> Result<(), ClientError> {
         let unsub = Unsub {
             destination: self.destination.clone(),
@@ -268,6 +295,7 @@ impl CanalClient {
         }
     }
 
+    /// Acknowledges a batch (no reply: an error answers the next GET).
     pub async fn ack(&mut self, batch_id: i64) -> Result<(), ClientError> {
         let ack = ClientAck {
             destination: self.destination.clone(),
@@ -277,6 +305,7 @@ impl CanalClient {
         self.send(PacketType::Clientack, ack.encode_to_vec()).await
     }
 
+    /// Asks for the unacknowledged batches again (no reply, as with ack).
     pub async fn rollback(&mut self, batch_id: i64) -> Result<(), ClientError> {
         let rollback = ClientRollback {
             destination: self.destination.clone(),

@@ -5,12 +5,16 @@ use std::{fmt, path::PathBuf};
 /// Where a setting was read: a file line or an environment variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
+    /// A line of a properties file.
     File {
+        /// The file.
         path: PathBuf,
+        /// The line (1-based).
         line: usize,
     },
     /// An environment variable named like the key (canal's Docker style).
     Env {
+        /// The variable's name.
         key: String,
     },
 }
@@ -28,32 +32,46 @@ impl fmt::Display for Origin {
 /// and where it was set, so it can be fixed without reading code.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A file that cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// What the file system said.
         #[source]
         source: std::io::Error,
     },
+    /// A file that is not a properties file.
     #[error("{}: {source}", path.display())]
     Syntax {
+        /// The file.
         path: PathBuf,
+        /// Where and what.
         #[source]
         source: super::properties::SyntaxError,
     },
     /// A value that does not parse or is out of range.
     #[error("{key} = {} in {origin}: expected {expected}", Quoted(value))]
     Invalid {
+        /// The key.
         key: String,
+        /// The value as written.
         value: String,
+        /// Where it was set.
         origin: Origin,
+        /// What would be accepted.
         expected: String,
     },
     /// A required key with no value anywhere.
     #[error("{key} is not set for destination {destination:?} (in {} or canal.properties or the environment): {expected}", path.display())]
     Missing {
+        /// The key.
         key: String,
+        /// The destination it is needed for.
         destination: String,
+        /// The destination's `instance.properties`.
         path: PathBuf,
+        /// What to set it to.
         expected: String,
     },
     /// A `${name}` placeholder whose name has no value and no default.
@@ -61,15 +79,21 @@ pub enum ConfigError {
         "{key} = {value:?} in {origin}: placeholder ${{{name}}} is not set (write ${{{name}:default}} to give a default)"
     )]
     Placeholder {
+        /// The key whose value holds the placeholder.
         key: String,
+        /// The value as written.
         value: String,
+        /// Where it was set.
         origin: Origin,
+        /// The placeholder's name.
         name: String,
     },
     /// A destination listed in canal.destinations without its instance file.
     #[error("destination {destination:?} (canal.destinations) has no instance configuration: {} does not exist{hint}", path.display())]
     MissingInstance {
+        /// The destination.
         destination: String,
+        /// Where its file was looked for.
         path: PathBuf,
         /// Why the file was looked for there, when canal.conf.dir moved it.
         hint: String,

@@ -51,6 +51,7 @@ pub struct InMemory {
 }
 
 impl InMemory {
+    /// No files yet.
     pub fn new() -> Self {
         Self::default()
     }

@@ -1,7 +1,11 @@
 //! One destination's settings: `<conf dir>/<destination>/instance.properties`
 //! over `canal.properties` over defaults, the environment over all three.
 
-use std::{fmt, path::PathBuf, time::Duration};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use jiff::tz::TimeZone;
 
@@ -25,11 +29,14 @@ pub const DEFAULT_BLACK_REGEX: &str = r"mysql\.slave_.*";
 /// `[::1]:3306`; `host` holds them without brackets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MasterAddress {
+    /// Host name or IP address (IPv6 without brackets).
     pub host: String,
+    /// TCP port.
     pub port: u16,
 }
 
 impl MasterAddress {
+    /// `host:port` or `[v6 address]:port`; `None` for anything else (no port, port 0, spaces).
     pub fn parse(text: &str) -> Option<Self> {
         let (host, port) = match text.strip_prefix('[') {
             Some(rest) => rest.split_once("]:")?,
@@ -89,15 +96,23 @@ pub struct MemoryStoreConfig {
 /// canal's `canal.instance.filter.*` switches (all default false).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FilterSwitches {
+    /// `query.dcl`: drop DCL statements (GRANT, ...).
     pub query_dcl: bool,
+    /// `query.dml`: drop DML that arrives as statements (statement-based binlog).
     pub query_dml: bool,
+    /// `query.ddl`: drop DDL.
     pub query_ddl: bool,
+    /// `table.error`: skip rows of tables whose definition cannot be read instead of stopping.
     pub table_error: bool,
+    /// `rows`: drop row changes.
     pub rows: bool,
     /// Drop TRANSACTIONBEGIN/END entries (applied after decoding).
     pub transaction_entry: bool,
+    /// `dml.insert`: drop inserted rows.
     pub dml_insert: bool,
+    /// `dml.update`: drop updated rows.
     pub dml_update: bool,
+    /// `dml.delete`: drop deleted rows.
     pub dml_delete: bool,
 }
 
@@ -119,6 +134,7 @@ pub struct FilterTexts {
 /// One destination's settings.
 #[derive(Debug, Clone)]
 pub struct InstanceConfig {
+    /// The destination's name (its directory and ZooKeeper node).
     pub destination: String,
     /// The `instance.properties` this was read from.
     pub path: PathBuf,
@@ -149,12 +165,15 @@ pub struct InstanceConfig {
     /// `canal.instance.connectionCharset` as given (UTF-8 is the only one
     /// used; others only warn).
     pub connection_charset: String,
+    /// The filter settings as written.
     pub filter_texts: FilterTexts,
     /// The compiled table and column filters.
     pub filter: EventFilter,
+    /// The `canal.instance.filter.*` switches.
     pub switches: FilterSwitches,
     /// `canal.instance.get.ddl.isolation`: a DDL alone in its batch.
     pub get_ddl_isolation: bool,
+    /// The event store's sizing.
     pub memory: MemoryStoreConfig,
     /// `canal.instance.timezone` (UTC): zone TIMESTAMP values are shown in
     /// (canal uses its JVM's zone).
@@ -202,13 +221,10 @@ impl InstanceConfig {
         layers: &Layers,
         warnings: &mut Vec<String>,
     ) -> Result<Self, ConfigError> {
-        let missing = |key: &str, expected: &str| ConfigError::Missing {
-            key: key.to_owned(),
-            destination: destination.to_owned(),
-            path: path.clone(),
-            expected: expected.to_owned(),
+        let required = Required {
+            destination,
+            path: &path,
         };
-
         let slave_id = layers.number(
             "canal.instance.mysql.slaveId",
             0,
@@ -216,57 +232,127 @@ impl InstanceConfig {
             u64::from(u32::MAX),
             "a replica server id (0-4294967295; 0 derives one)",
         )? as u32;
-
-        const ADDRESS: &str = "host:port of the MySQL/MariaDB source, such as 127.0.0.1:3306 \
-                               or [::1]:3306";
-        let master = layers
-            .parse("canal.instance.master.address", None, ADDRESS, |t| {
-                MasterAddress::parse(t).map(Some)
-            })?
-            .ok_or_else(|| missing("canal.instance.master.address", ADDRESS))?;
-
+        let master = read_master(layers, &required)?;
         let start = read_start(layers, warnings)?;
         let gtid_on = layers.bool("canal.instance.gtidon", false)?;
-
-        let db_username = layers.string("canal.instance.dbUsername")?.ok_or_else(|| {
-            missing(
-                "canal.instance.dbUsername",
-                "the replication account (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT)",
-            )
-        })?;
-        let db_password = layers
-            .get("canal.instance.dbPassword")?
-            .map(|s| s.value)
-            .unwrap_or_default();
-        if let Some(druid) = layers.get("canal.instance.enableDruid")?
-            && !matches!(
-                druid.value.trim().to_ascii_lowercase().as_str(),
-                "" | "false"
-            )
-        {
-            return Err(druid.invalid(
-                "false: encrypted passwords (druid) are not supported; \
-                 put the plain password in canal.instance.dbPassword",
-            ));
-        }
-
-        let connection_charset = layers
-            .string("canal.instance.connectionCharset")?
-            .unwrap_or_else(|| "UTF-8".to_owned());
-        if !["utf-8", "utf8", "utf8mb4"]
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(&connection_charset))
-        {
-            warnings.push(format!(
-                "canal.instance.connectionCharset = {connection_charset:?} for destination \
-                 {destination:?} is ignored: connections always use utf8mb4"
-            ));
-        }
-
+        let (db_username, db_password) = read_account(layers, &required)?;
+        let connection_charset = read_charset(layers, destination, warnings)?;
         let (filter_texts, filter) = read_filters(layers)?;
+        let switches = FilterSwitches::read(layers)?;
+        let memory = MemoryStoreConfig::read(layers)?;
+        let time_zone = layers.parse(
+            "canal.instance.timezone",
+            TimeZone::UTC,
+            "an IANA time zone name such as UTC or Asia/Shanghai",
+            |t| TimeZone::get(t).ok(),
+        )?;
+        Ok(InstanceConfig {
+            destination: destination.to_owned(),
+            path: path.clone(),
+            data_dir,
+            storage,
+            slave_id,
+            master,
+            start,
+            gtid_on,
+            db_username,
+            db_password,
+            connection_charset,
+            filter_texts,
+            filter,
+            switches,
+            get_ddl_isolation: layers.bool("canal.instance.get.ddl.isolation", false)?,
+            memory,
+            time_zone,
+            enum_set_labels: layers.bool("canal.instance.enum.set.labels", false)?,
+            heartbeat: layers.millis("canal.instance.network.heartbeat", 5000, 1)?,
+        })
+    }
+}
 
+/// Reports required keys no layer sets, naming the destination's file.
+struct Required<'a> {
+    destination: &'a str,
+    path: &'a Path,
+}
+
+impl Required<'_> {
+    fn missing(&self, key: &str, expected: &str) -> ConfigError {
+        ConfigError::Missing {
+            key: key.to_owned(),
+            destination: self.destination.to_owned(),
+            path: self.path.to_owned(),
+            expected: expected.to_owned(),
+        }
+    }
+}
+
+/// `canal.instance.master.address` (required).
+fn read_master(layers: &Layers, required: &Required) -> Result<MasterAddress, ConfigError> {
+    const ADDRESS: &str = "host:port of the MySQL/MariaDB source, such as 127.0.0.1:3306 \
+                           or [::1]:3306";
+    layers
+        .parse("canal.instance.master.address", None, ADDRESS, |t| {
+            MasterAddress::parse(t).map(Some)
+        })?
+        .ok_or_else(|| required.missing("canal.instance.master.address", ADDRESS))
+}
+
+/// The replication account: `canal.instance.dbUsername` (required) and
+/// `canal.instance.dbPassword` (verbatim), refusing druid-encrypted
+/// passwords.
+fn read_account(layers: &Layers, required: &Required) -> Result<(String, String), ConfigError> {
+    let db_username = layers.string("canal.instance.dbUsername")?.ok_or_else(|| {
+        required.missing(
+            "canal.instance.dbUsername",
+            "the replication account (needs REPLICATION SLAVE, REPLICATION CLIENT and SELECT)",
+        )
+    })?;
+    let db_password = layers
+        .get("canal.instance.dbPassword")?
+        .map(|s| s.value)
+        .unwrap_or_default();
+    if let Some(druid) = layers.get("canal.instance.enableDruid")?
+        && !matches!(
+            druid.value.trim().to_ascii_lowercase().as_str(),
+            "" | "false"
+        )
+    {
+        return Err(druid.invalid(
+            "false: encrypted passwords (druid) are not supported; \
+             put the plain password in canal.instance.dbPassword",
+        ));
+    }
+    Ok((db_username, db_password))
+}
+
+/// `canal.instance.connectionCharset`, kept as given: connections always
+/// use utf8mb4, so another charset only warns.
+fn read_charset(
+    layers: &Layers,
+    destination: &str,
+    warnings: &mut Vec<String>,
+) -> Result<String, ConfigError> {
+    let charset = layers
+        .string("canal.instance.connectionCharset")?
+        .unwrap_or_else(|| "UTF-8".to_owned());
+    if !["utf-8", "utf8", "utf8mb4"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&charset))
+    {
+        warnings.push(format!(
+            "canal.instance.connectionCharset = {charset:?} for destination \
+             {destination:?} is ignored: connections always use utf8mb4"
+        ));
+    }
+    Ok(charset)
+}
+
+impl FilterSwitches {
+    /// The `canal.instance.filter.*` switches.
+    fn read(layers: &Layers) -> Result<Self, ConfigError> {
         let switch = |name: &str| layers.bool(&format!("canal.instance.filter.{name}"), false);
-        let switches = FilterSwitches {
+        Ok(FilterSwitches {
             query_dcl: switch("query.dcl")?,
             query_dml: switch("query.dml")?,
             query_ddl: switch("query.ddl")?,
@@ -276,9 +362,14 @@ impl InstanceConfig {
             dml_insert: switch("dml.insert")?,
             dml_update: switch("dml.update")?,
             dml_delete: switch("dml.delete")?,
-        };
+        })
+    }
+}
 
-        let memory = MemoryStoreConfig {
+impl MemoryStoreConfig {
+    /// The `canal.instance.memory.*` keys.
+    fn read(layers: &Layers) -> Result<Self, ConfigError> {
+        Ok(MemoryStoreConfig {
             buffer_size: layers.parse(
                 "canal.instance.memory.buffer.size",
                 16384,
@@ -310,35 +401,6 @@ impl InstanceConfig {
                     }
                 },
             )?,
-        };
-
-        let time_zone = layers.parse(
-            "canal.instance.timezone",
-            TimeZone::UTC,
-            "an IANA time zone name such as UTC or Asia/Shanghai",
-            |t| TimeZone::get(t).ok(),
-        )?;
-
-        Ok(InstanceConfig {
-            destination: destination.to_owned(),
-            path: path.clone(),
-            data_dir,
-            storage,
-            slave_id,
-            master,
-            start,
-            gtid_on,
-            db_username,
-            db_password,
-            connection_charset,
-            filter_texts,
-            filter,
-            switches,
-            get_ddl_isolation: layers.bool("canal.instance.get.ddl.isolation", false)?,
-            memory,
-            time_zone,
-            enum_set_labels: layers.bool("canal.instance.enum.set.labels", false)?,
-            heartbeat: layers.millis("canal.instance.network.heartbeat", 5000, 1)?,
         })
     }
 }

@@ -290,20 +290,53 @@ pub enum KeyScope {
     Instance,
 }
 
+/// Why canal-server does not act on a key (see [`key_scope`]). Each is
+/// something the user must change: the key will not start working by
+/// itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyScopeError {
+    /// A canal key canal-server reads nowhere.
+    #[error("{key} has no effect in canal-server")]
+    NoEffect {
+        /// The key.
+        key: String,
+    },
+    /// A canal key that tunes the Java implementation only.
+    #[error("{key} only tunes canal's Java internals and has no effect in canal-server")]
+    JavaInternal {
+        /// The key.
+        key: String,
+    },
+    /// Not a key canal-server knows, perhaps a misspelt one.
+    #[error("{key} is not a canal-server key{}", did_you_mean(.closest))]
+    Unknown {
+        /// The key.
+        key: String,
+        /// The closest known key, if one is close.
+        closest: Option<String>,
+    },
+}
+
+fn did_you_mean(closest: &Option<String>) -> String {
+    closest
+        .as_ref()
+        .map(|known| format!(" (did you mean {known}?)"))
+        .unwrap_or_default()
+}
+
 /// Whether canal-server acts on `key`, and where it goes; the error says
 /// why not (unknown, with the closest known key, or accepted without
 /// effect).
-pub fn key_scope(key: &str) -> Result<KeyScope, String> {
+pub fn key_scope(key: &str) -> Result<KeyScope, KeyScopeError> {
+    let key_owned = || key.to_owned();
     match classify(key, &[]) {
         Kind::ServerOnly => Ok(KeyScope::Server),
         Kind::Known if INSTANCE_KEYS.contains(&key) => Ok(KeyScope::Instance),
-        Kind::Known => Err(format!("{key} has no effect in canal-server")),
-        Kind::NoEffect(_) => Err(format!(
-            "{key} only tunes canal's Java internals and has no effect in canal-server"
-        )),
-        Kind::OtherDestination(_) | Kind::Unknown => Err(match suggestion(key) {
-            Some(known) => format!("{key} is not a canal-server key (did you mean {known}?)"),
-            None => format!("{key} is not a canal-server key"),
+        Kind::Known => Err(KeyScopeError::NoEffect { key: key_owned() }),
+        Kind::NoEffect(_) => Err(KeyScopeError::JavaInternal { key: key_owned() }),
+        Kind::OtherDestination(_) | Kind::Unknown => Err(KeyScopeError::Unknown {
+            key: key_owned(),
+            closest: suggestion(key).map(|known| known.to_string()),
         }),
     }
 }

@@ -224,9 +224,10 @@ pub(crate) fn parse_port(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
-/// Length of the `${...}` at the start of `text`, nested placeholders
-/// included; `None` when it is not closed.
-fn placeholder_len(text: &str) -> Option<usize> {
+/// Walks `text` counting the `${` openers it passes; every other byte goes
+/// to `stop` with the depth (which `stop` lowers at a closing brace).
+/// Returns the index of the first byte `stop` accepts.
+fn scan_nested(text: &str, mut stop: impl FnMut(u8, &mut usize) -> bool) -> Option<usize> {
     let mut depth = 0usize;
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -236,36 +237,41 @@ fn placeholder_len(text: &str) -> Option<usize> {
             i += 2;
             continue;
         }
-        if bytes[i] == b'}' {
-            depth -= 1;
-            if depth == 0 {
-                return Some(i + 1);
-            }
+        if stop(bytes[i], &mut depth) {
+            return Some(i);
         }
         i += 1;
     }
     None
 }
 
+/// Length of the `${...}` at the start of `text`, nested placeholders
+/// included; `None` when it is not closed.
+fn placeholder_len(text: &str) -> Option<usize> {
+    let end = scan_nested(text, |byte, depth| {
+        if byte != b'}' {
+            return false;
+        }
+        *depth -= 1;
+        *depth == 0
+    })?;
+    Some(end + 1)
+}
+
 /// `name:default` split at the first colon outside nested placeholders.
 fn split_default(inner: &str) -> (&str, Option<String>) {
-    let mut depth = 0usize;
-    let bytes = inner.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i..].starts_with(b"${") {
-            depth += 1;
-            i += 2;
-            continue;
+    let colon = scan_nested(inner, |byte, depth| match byte {
+        b'}' => {
+            *depth = depth.saturating_sub(1);
+            false
         }
-        match bytes[i] {
-            b'}' => depth = depth.saturating_sub(1),
-            b':' if depth == 0 => return (&inner[..i], Some(inner[i + 1..].to_owned())),
-            _ => {}
-        }
-        i += 1;
+        b':' => *depth == 0,
+        _ => false,
+    });
+    match colon {
+        Some(i) => (&inner[..i], Some(inner[i + 1..].to_owned())),
+        None => (inner, None),
     }
-    (inner, None)
 }
 
 #[cfg(test)]

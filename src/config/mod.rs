@@ -20,14 +20,17 @@ mod layers;
 pub mod properties;
 mod server;
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 pub use error::{ConfigError, Origin};
 pub use instance::{
     BatchMode, DEFAULT_BLACK_REGEX, DEFAULT_FILTER_REGEX, FilterSwitches, FilterTexts,
     InstanceConfig, MasterAddress, MemoryStoreConfig,
 };
-pub use keys::{KeyScope, key_scope};
+pub use keys::{KeyScope, KeyScopeError, key_scope};
 pub use properties::Properties;
 pub use server::{ServerConfig, StorageProfile, ZookeeperConfig};
 
@@ -38,6 +41,7 @@ use layers::{File, Layers};
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct CanalConfig {
+    /// Server-wide settings.
     pub server: ServerConfig,
     /// One per destination, in `canal.destinations` order.
     pub instances: Vec<InstanceConfig>,
@@ -47,6 +51,7 @@ pub struct CanalConfig {
 }
 
 impl CanalConfig {
+    /// The settings of `destination`, if it is configured.
     pub fn instance(&self, destination: &str) -> Option<&InstanceConfig> {
         self.instances.iter().find(|i| i.destination == destination)
     }
@@ -101,129 +106,35 @@ pub fn load_from(
     if server.destinations.is_empty() {
         server.destinations = scan_destinations(files, &server.conf_dir)?;
     }
-
     let mut instances = Vec::with_capacity(server.destinations.len());
     for destination in &server.destinations {
-        let path = server.conf_dir.join(destination).join(INSTANCE_FILE);
-        if !files.is_file(&path) {
-            let hint = if server.conf_dir == conf_dir {
-                String::new()
-            } else {
-                // canal resolves a relative canal.conf.dir from its bin/
-                // directory; here it is relative to --conf, so canal's stock
-                // `../conf` only fits a directory that is itself called conf.
-                format!(
-                    " (instance directories are looked for in canal.conf.dir = {}; \
-                     remove canal.conf.dir to use {})",
-                    server.conf_dir.display(),
-                    conf_dir.display()
-                )
-            };
-            return Err(ConfigError::MissingInstance {
-                destination: destination.clone(),
-                path,
-                hint,
-            });
-        }
-        let props = read_properties(files, &path)?;
-        let layers = Layers {
-            env,
-            instance: Some(File {
-                path: &path,
-                props: &props,
-            }),
-            global: File {
-                path: &server_path,
-                props: &server_props,
-            },
-            destination: Some(destination),
-        };
-        let storage = server::storage_profile(
+        let instance = load_instance(
+            files,
+            conf_dir,
+            &server,
             &server_layers,
-            &format!("canal.instance.{destination}.spring.xml"),
-            server.storage,
-        )?;
-        if storage == StorageProfile::ZooKeeper && server.zookeeper.servers.is_none() {
-            return Err(ConfigError::Conflict(format!(
-                "destination {destination:?} keeps its cursors in ZooKeeper \
-                 (default-instance.xml, from canal.instance.global.spring.xml or \
-                 canal.instance.{destination}.spring.xml) but canal.zkServers is not set; \
-                 set canal.zkServers or use classpath:spring/file-instance.xml"
-            )));
-        }
-        if storage != StorageProfile::ZooKeeper && server.zookeeper.servers.is_some() {
-            // canal would keep these cursors on one host's disk (or in memory),
-            // where a server taking over the destination cannot read them.
-            warnings.push(format!(
-                "destination {destination:?}: the storage profile ({}) keeps cursors {} in canal; \
-                 with canal.zkServers set, canal-server keeps them in ZooKeeper so that any \
-                 server can resume the destination",
-                if storage == StorageProfile::File {
-                    "file-instance.xml"
-                } else {
-                    "memory-instance.xml"
-                },
-                if storage == StorageProfile::File {
-                    "on local disk"
-                } else {
-                    "in memory"
-                },
-            ));
-        }
-        let data_dir = server
-            .file_data_dir
-            .as_deref()
-            .unwrap_or(&server.conf_dir)
-            .join(destination);
-        let instance = InstanceConfig::read(
             destination,
-            path.clone(),
-            data_dir,
-            storage,
-            &layers,
             &mut warnings,
         )?;
-        keys::check_duplicates(&path, &props, &mut warnings);
-        keys::check(
-            Place::InstanceFile(&path),
-            props
-                .iter()
-                .map(|p| (p.key.as_str(), p.value.as_str(), p.line)),
-            &server.destinations,
-            &Values {
-                resolve: &|v| layers.resolve_lenient(v),
-                lookup: &|k| layers.raw(k).map(|(v, _)| v),
-            },
-            &mut warnings,
-        );
         instances.push(instance);
     }
 
     keys::check_duplicates(&server_path, &server_props, &mut warnings);
-    keys::check(
-        Place::ServerFile(&server_path),
-        server_props
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str(), p.line)),
-        &server.destinations,
-        &Values {
-            resolve: &|v| server_layers.resolve_lenient(v),
-            lookup: &|k| server_layers.raw(k).map(|(v, _)| v),
-        },
-        &mut warnings,
-    );
+    let file_entries = server_props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str(), p.line));
+    let place = Place::ServerFile(&server_path);
+    check_keys(place, file_entries, &server, &server_layers, &mut warnings);
     let mut env_keys: Vec<(&String, &String)> = env.iter().collect();
     env_keys.sort();
-    keys::check(
+    let env_entries = env_keys
+        .into_iter()
+        .map(|(k, v)| (k.as_str(), v.as_str(), 0));
+    check_keys(
         Place::Env,
-        env_keys
-            .into_iter()
-            .map(|(k, v)| (k.as_str(), v.as_str(), 0)),
-        &server.destinations,
-        &Values {
-            resolve: &|v| server_layers.resolve_lenient(v),
-            lookup: &|k| server_layers.raw(k).map(|(v, _)| v),
-        },
+        env_entries,
+        &server,
+        &server_layers,
         &mut warnings,
     );
 
@@ -236,6 +147,142 @@ pub fn load_from(
         instances,
         warnings,
     })
+}
+
+/// One destination's configuration: its `instance.properties` over the
+/// server's layers, with the warnings its keys deserve.
+fn load_instance(
+    files: &dyn ConfigFiles,
+    conf_dir: &Path,
+    server: &ServerConfig,
+    server_layers: &Layers,
+    destination: &str,
+    warnings: &mut Vec<String>,
+) -> Result<InstanceConfig, ConfigError> {
+    let path = instance_path(files, conf_dir, server, destination)?;
+    let props = read_properties(files, &path)?;
+    let layers = Layers {
+        env: server_layers.env,
+        instance: Some(File {
+            path: &path,
+            props: &props,
+        }),
+        global: server_layers.global,
+        destination: Some(destination),
+    };
+    let storage = destination_storage(server, server_layers, destination, warnings)?;
+    let data_dir = server
+        .file_data_dir
+        .as_deref()
+        .unwrap_or(&server.conf_dir)
+        .join(destination);
+    let instance = InstanceConfig::read(
+        destination,
+        path.clone(),
+        data_dir,
+        storage,
+        &layers,
+        warnings,
+    )?;
+    keys::check_duplicates(&path, &props, warnings);
+    let entries = props
+        .iter()
+        .map(|p| (p.key.as_str(), p.value.as_str(), p.line));
+    check_keys(
+        Place::InstanceFile(&path),
+        entries,
+        server,
+        &layers,
+        warnings,
+    );
+    Ok(instance)
+}
+
+/// Where `destination`'s `instance.properties` is; an error that says where
+/// it was looked for when it is missing.
+fn instance_path(
+    files: &dyn ConfigFiles,
+    conf_dir: &Path,
+    server: &ServerConfig,
+    destination: &str,
+) -> Result<PathBuf, ConfigError> {
+    let path = server.conf_dir.join(destination).join(INSTANCE_FILE);
+    if files.is_file(&path) {
+        return Ok(path);
+    }
+    let hint = if server.conf_dir == conf_dir {
+        String::new()
+    } else {
+        // canal resolves a relative canal.conf.dir from its bin/
+        // directory; here it is relative to --conf, so canal's stock
+        // `../conf` only fits a directory that is itself called conf.
+        format!(
+            " (instance directories are looked for in canal.conf.dir = {}; \
+             remove canal.conf.dir to use {})",
+            server.conf_dir.display(),
+            conf_dir.display()
+        )
+    };
+    Err(ConfigError::MissingInstance {
+        destination: destination.to_owned(),
+        path,
+        hint,
+    })
+}
+
+/// Where `destination` keeps its cursors; with ZooKeeper configured that is
+/// ZooKeeper whatever the profile says (a warning tells so).
+fn destination_storage(
+    server: &ServerConfig,
+    server_layers: &Layers,
+    destination: &str,
+    warnings: &mut Vec<String>,
+) -> Result<StorageProfile, ConfigError> {
+    let storage = server::storage_profile(
+        server_layers,
+        &format!("canal.instance.{destination}.spring.xml"),
+        server.storage,
+    )?;
+    let with_zookeeper = server.zookeeper.servers.is_some();
+    if storage == StorageProfile::ZooKeeper && !with_zookeeper {
+        return Err(ConfigError::Conflict(format!(
+            "destination {destination:?} keeps its cursors in ZooKeeper \
+             (default-instance.xml, from canal.instance.global.spring.xml or \
+             canal.instance.{destination}.spring.xml) but canal.zkServers is not set; \
+             set canal.zkServers or use classpath:spring/file-instance.xml"
+        )));
+    }
+    if storage != StorageProfile::ZooKeeper && with_zookeeper {
+        let (profile, place) = if storage == StorageProfile::File {
+            ("file-instance.xml", "on local disk")
+        } else {
+            ("memory-instance.xml", "in memory")
+        };
+        // canal would keep these cursors on one host's disk (or in memory),
+        // where a server taking over the destination cannot read them.
+        warnings.push(format!(
+            "destination {destination:?}: the storage profile ({profile}) keeps cursors {place} in canal; \
+             with canal.zkServers set, canal-server keeps them in ZooKeeper so that any \
+             server can resume the destination"
+        ));
+    }
+    Ok(storage)
+}
+
+/// Warnings for the `canal.*` keys of one place, values seen through
+/// `layers`.
+fn check_keys<'a>(
+    place: Place<'_>,
+    entries: impl IntoIterator<Item = (&'a str, &'a str, usize)>,
+    server: &ServerConfig,
+    layers: &Layers,
+    warnings: &mut Vec<String>,
+) {
+    let values = Values {
+        resolve: &|v| layers.resolve_lenient(v),
+        lookup: &|k| layers.raw(k).map(|(v, _)| v),
+    };
+    keys::check(place, entries, &server.destinations, &values, warnings);
 }
 
 fn read_properties(files: &dyn ConfigFiles, path: &Path) -> Result<Properties, ConfigError> {

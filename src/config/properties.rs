@@ -19,8 +19,11 @@ use std::collections::HashMap;
 /// One `key = value` pair and the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Property {
+    /// The key, escapes resolved.
     pub key: String,
+    /// The value, escapes resolved, leading blanks removed.
     pub value: String,
+    /// The line the pair starts on.
     pub line: usize,
 }
 
@@ -28,6 +31,7 @@ pub struct Property {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: malformed \\uXXXX escape (expected four hexadecimal digits)")]
 pub struct SyntaxError {
+    /// The line of the escape.
     pub line: usize,
 }
 
@@ -50,6 +54,7 @@ impl Properties {
         }
     }
 
+    /// Parses a file's text; a key set twice keeps the later value (Java's rule) and is remembered for a warning.
     pub fn parse(text: &str) -> Result<Self, SyntaxError> {
         let mut props = Properties::default();
         for property in parse(text)? {
@@ -72,18 +77,22 @@ impl Properties {
         Ok(props)
     }
 
+    /// The pair for `key`, if set.
     pub fn get(&self, key: &str) -> Option<&Property> {
         self.index.get(key).map(|&i| &self.entries[i])
     }
 
+    /// Every pair, in file order (a key set twice at its first place).
     pub fn iter(&self) -> impl Iterator<Item = &Property> {
         self.entries.iter()
     }
 
+    /// How many keys are set.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no key is set.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

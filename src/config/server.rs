@@ -101,6 +101,7 @@ pub struct ServerConfig {
     /// `canal.passwd`: lowercase hex of SHA1(SHA1(password)), 40 characters,
     /// as canal stores it.
     pub passwd: Option<String>,
+    /// ZooKeeper and HA settings.
     pub zookeeper: ZookeeperConfig,
     /// `canal.destinations` (default `example`). When set but empty, the
     /// instance directories found under `conf_dir` (canal's auto scan).
@@ -147,70 +148,11 @@ fn valid_destination(name: &str) -> bool {
 
 impl ServerConfig {
     pub(crate) fn read(layers: &Layers, config_dir: &Path) -> Result<Self, ConfigError> {
-        if let Some(mode) = layers.get("canal.serverMode")? {
-            let text = mode.value.trim();
-            if !text.is_empty() && !text.eq_ignore_ascii_case("tcp") {
-                return Err(mode.invalid(
-                    "tcp: only the tcp server mode is supported \
-                     (kafka, rocketMQ, rabbitMQ and pulsarMQ delivery is not)",
-                ));
-            }
-        }
-
-        let destinations = match layers.get("canal.destinations")? {
-            None => vec!["example".to_owned()],
-            Some(setting) => {
-                let mut names: Vec<String> = Vec::new();
-                for name in setting.value.split(',').map(str::trim) {
-                    if name.is_empty() {
-                        continue;
-                    }
-                    if !valid_destination(name) || names.iter().any(|n| n == name) {
-                        return Err(setting.invalid(DESTINATION_EXPECTED));
-                    }
-                    names.push(name.to_owned());
-                }
-                names
-            }
-        };
-
+        check_server_mode(layers)?;
+        let destinations = read_destinations(layers)?;
         let user = layers.string("canal.user")?;
-        let passwd = layers.parse(
-            "canal.passwd",
-            None,
-            "40 hexadecimal digits: the hex of SHA1(SHA1(password)), as canal stores it",
-            |t| {
-                (t.len() == 40 && t.bytes().all(|b| b.is_ascii_hexdigit()))
-                    .then(|| Some(t.to_ascii_lowercase()))
-            },
-        )?;
-        // The plain password, for deployments that keep it in a Secret
-        // (the operator): hashed here so the hash never lands in a manifest.
-        let passwd = match (passwd, layers.string(PLAIN_PASSWORD_KEY)?) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Conflict(format!(
-                    "both canal.passwd and {PLAIN_PASSWORD_KEY} are set; keep one"
-                )));
-            }
-            (None, Some(plain)) => Some(crate::protocol::auth::server_secret(&plain)),
-            (passwd, None) => passwd,
-        };
-
-        let zookeeper = ZookeeperConfig {
-            servers: layers.string("canal.zkServers")?,
-            flush_period: layers.millis("canal.zookeeper.flush.period", 1000, 0)?,
-            session_timeout: layers.millis("canal.zookeeper.session.timeout", 6000, 1)?,
-            connection_timeout: layers.millis("canal.zookeeper.connection.timeout", 3000, 1)?,
-            race_delay: layers.millis("canal.zookeeper.race.delay", 200, 0)?,
-            fence_fraction: layers.parse(
-                "canal.zookeeper.fence.fraction",
-                0.5,
-                "a fraction of the session timeout between 0 and 1 (exclusive), such as 0.5",
-                |t| t.parse::<f64>().ok().filter(|f| *f > 0.0 && *f < 1.0),
-            )?,
-            auth: zookeeper_auth(layers)?,
-        };
-
+        let passwd = read_passwd(layers)?;
+        let zookeeper = ZookeeperConfig::read(layers)?;
         let conf_dir = match layers.string("canal.conf.dir")? {
             Some(dir) => resolve_dir(config_dir, &dir),
             None => config_dir.to_owned(),
@@ -218,13 +160,11 @@ impl ServerConfig {
         let file_data_dir = layers
             .string("canal.file.data.dir")?
             .map(|dir| resolve_dir(config_dir, &dir));
-
         let storage = storage_profile(
             layers,
             "canal.instance.global.spring.xml",
             StorageProfile::File,
         )?;
-
         Ok(ServerConfig {
             ip: layers.parse(
                 "canal.ip",
@@ -245,6 +185,81 @@ impl ServerConfig {
             storage,
             file_data_dir,
             file_flush_period: layers.millis("canal.file.flush.period", 1000, 0)?,
+        })
+    }
+}
+
+/// `canal.serverMode`: only tcp (or unset) is served.
+fn check_server_mode(layers: &Layers) -> Result<(), ConfigError> {
+    if let Some(mode) = layers.get("canal.serverMode")? {
+        let text = mode.value.trim();
+        if !text.is_empty() && !text.eq_ignore_ascii_case("tcp") {
+            return Err(mode.invalid(
+                "tcp: only the tcp server mode is supported \
+                 (kafka, rocketMQ, rabbitMQ and pulsarMQ delivery is not)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `canal.destinations`: `example` when unset; set but empty asks for the
+/// auto scan (an empty list here).
+fn read_destinations(layers: &Layers) -> Result<Vec<String>, ConfigError> {
+    let Some(setting) = layers.get("canal.destinations")? else {
+        return Ok(vec!["example".to_owned()]);
+    };
+    let mut names: Vec<String> = Vec::new();
+    for name in setting.value.split(',').map(str::trim) {
+        if name.is_empty() {
+            continue;
+        }
+        if !valid_destination(name) || names.iter().any(|n| n == name) {
+            return Err(setting.invalid(DESTINATION_EXPECTED));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+/// The client password's hash: `canal.passwd` as canal stores it, or the
+/// plain `canal.password` hashed here (so the hash never lands in a
+/// manifest); not both.
+fn read_passwd(layers: &Layers) -> Result<Option<String>, ConfigError> {
+    let passwd = layers.parse(
+        "canal.passwd",
+        None,
+        "40 hexadecimal digits: the hex of SHA1(SHA1(password)), as canal stores it",
+        |t| {
+            (t.len() == 40 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| Some(t.to_ascii_lowercase()))
+        },
+    )?;
+    match (passwd, layers.string(PLAIN_PASSWORD_KEY)?) {
+        (Some(_), Some(_)) => Err(ConfigError::Conflict(format!(
+            "both canal.passwd and {PLAIN_PASSWORD_KEY} are set; keep one"
+        ))),
+        (None, Some(plain)) => Ok(Some(crate::protocol::auth::server_secret(&plain))),
+        (passwd, None) => Ok(passwd),
+    }
+}
+
+impl ZookeeperConfig {
+    /// `canal.zkServers` and the `canal.zookeeper.*` keys.
+    fn read(layers: &Layers) -> Result<Self, ConfigError> {
+        Ok(ZookeeperConfig {
+            servers: layers.string("canal.zkServers")?,
+            flush_period: layers.millis("canal.zookeeper.flush.period", 1000, 0)?,
+            session_timeout: layers.millis("canal.zookeeper.session.timeout", 6000, 1)?,
+            connection_timeout: layers.millis("canal.zookeeper.connection.timeout", 3000, 1)?,
+            race_delay: layers.millis("canal.zookeeper.race.delay", 200, 0)?,
+            fence_fraction: layers.parse(
+                "canal.zookeeper.fence.fraction",
+                0.5,
+                "a fraction of the session timeout between 0 and 1 (exclusive), such as 0.5",
+                |t| t.parse::<f64>().ok().filter(|f| *f > 0.0 && *f < 1.0),
+            )?,
+            auth: zookeeper_auth(layers)?,
         })
     }
 }

@@ -802,3 +802,23 @@ fn zookeeper_digest_auth_is_read_and_never_echoed() {
         "{err}"
     );
 }
+
+#[test]
+fn key_scope_places_keys_and_says_why_not() {
+    assert_eq!(key_scope("canal.port"), Ok(KeyScope::Server));
+    assert_eq!(
+        key_scope("canal.instance.filter.regex"),
+        Ok(KeyScope::Instance)
+    );
+    let unknown = key_scope("canal.instnace.filter.regex").unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        "canal.instnace.filter.regex is not a canal-server key \
+         (did you mean canal.instance.filter.regex?)"
+    );
+    let far = key_scope("canal.zzzzzzzzzzzzzzzzzzzzzzzzzzzzzz").unwrap_err();
+    assert_eq!(
+        far.to_string(),
+        "canal.zzzzzzzzzzzzzzzzzzzzzzzzzzzzzz is not a canal-server key"
+    );
+}

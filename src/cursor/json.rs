@@ -10,8 +10,10 @@ use crate::binlog::position::LogPosition;
 /// Why a cursor could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CursorJsonError {
+    /// Not JSON, or not canal's shape; the parser's message.
     #[error("cursor is not valid JSON: {0}")]
     Json(String),
+    /// Neither a binlog file nor a GTID set to resume from.
     #[error("cursor has no `postion.journalName` and no `postion.gtid`")]
     NoPosition,
 }
@@ -19,9 +21,11 @@ pub enum CursorJsonError {
 /// A cursor: the position plus the source it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursorRecord {
+    /// Where the client resumes.
     pub position: LogPosition,
     /// The MySQL address the position belongs to (`identity.sourceAddress`).
     pub source_host: String,
+    /// The MySQL port the position belongs to.
     pub source_port: u16,
 }
 
@@ -121,6 +125,7 @@ pub fn to_value(record: &CursorRecord) -> Value {
     })
 }
 
+/// The cursor as canal writes it (`LogPosition` JSON).
 pub fn to_json(record: &CursorRecord) -> String {
     to_value(record).to_string()
 }

@@ -13,25 +13,53 @@ use std::{collections::BTreeMap, sync::Arc};
 
 pub use json::CursorRecord;
 
-use crate::store::ClientId;
+use crate::{ha::FailureKind, store::ClientId};
 
 /// Why reading or writing cursors failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CursorError {
+    /// The local cursor file could not be read or written.
     #[error("cursor file {path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The file.
+        path: String,
+        /// What the file system said.
+        reason: String,
+    },
+    /// A ZooKeeper request failed.
     #[error("ZooKeeper {path}: {reason}")]
-    ZooKeeper { path: String, reason: String },
+    ZooKeeper {
+        /// The node.
+        path: String,
+        /// What ZooKeeper (or the connection) said.
+        reason: String,
+    },
+    /// A stored cursor is not canal's JSON.
     #[error("cursor at {path} is unreadable: {source}")]
     Json {
+        /// Where the cursor is stored.
         path: String,
+        /// What is wrong with it.
         source: json::CursorJsonError,
     },
+}
+
+impl CursorError {
+    /// Whether trying again can help by itself: ZooKeeper may answer later;
+    /// a file the process cannot use, or a cursor it cannot read, needs
+    /// someone to look.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            CursorError::ZooKeeper { .. } => FailureKind::Transient,
+            CursorError::File { .. } | CursorError::Json { .. } => FailureKind::Permanent,
+        }
+    }
 }
 
 /// What is known about one client of a destination.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientRecord {
+    /// The last acknowledged position, if the client acknowledged one.
     pub cursor: Option<CursorRecord>,
     /// The filter the client subscribed with (empty: the configured one).
     pub filter: String,
@@ -44,6 +72,7 @@ pub trait CursorStore: Send + Sync {
     async fn load(&self) -> Result<BTreeMap<ClientId, ClientRecord>, CursorError>;
     /// Records a subscription (and its filter, when not empty).
     async fn subscribe(&self, client: ClientId, filter: &str) -> Result<(), CursorError>;
+    /// Stores the client's latest acknowledged position.
     async fn save_cursor(&self, client: ClientId, cursor: &CursorRecord)
     -> Result<(), CursorError>;
     /// Forgets a client (UNSUBSCRIPTION).

@@ -11,13 +11,12 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
 
-use crate::ha::ZkSession;
-
 use super::{ClientRecord, CursorError, CursorRecord, CursorStore, json as cursor_json};
-use crate::store::ClientId;
+use crate::{ha::ZkSession, store::ClientId};
 
-/// Root of every destination's nodes.
-pub const DESTINATIONS: &str = "/otter/canal/destinations";
+/// Root of every destination's nodes; canal's layout is described in
+/// [`crate::ha::nodes`].
+pub use crate::ha::nodes::DESTINATIONS;
 
 /// One destination's client nodes.
 #[derive(Debug, Clone)]

@@ -12,9 +12,13 @@ pub enum AddressError {
         "{key} = \"{value}\" cannot be registered: {why} \
          (set canal.register.ip to an IPv4 address or host name clients can reach)"
     )]
+    /// A configured address that clients could not use.
     Unusable {
+        /// The key it was set by.
         key: &'static str,
+        /// The value.
         value: String,
+        /// Why it is unusable.
         why: &'static str,
     },
     #[error(
@@ -22,13 +26,19 @@ pub enum AddressError {
          canal.ip are unset, POD_IP is not set and no route to ZooKeeper ({servers}) was found; \
          set canal.register.ip"
     )]
-    Unknown { servers: String },
+    /// Nothing configured and nothing to derive the address from.
+    Unknown {
+        /// The ZooKeeper connect string tried for a route.
+        servers: String,
+    },
 }
 
 /// Where the address came from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registered {
+    /// The host to register.
     pub host: String,
+    /// Where it came from (a key, `POD_IP`, or the route to ZooKeeper).
     pub source: &'static str,
 }
 

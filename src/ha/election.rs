@@ -17,13 +17,62 @@ use super::{
     session::ZkSession,
 };
 
+/// Whether a failure may pass by itself, so trying again can help, or
+/// needs someone to change something first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A dependency did not answer or the state moved on (ZooKeeper, a
+    /// store that closed): retrying can help.
+    Transient,
+    /// Configuration or stored data that is wrong: retrying alone will not
+    /// help.
+    Permanent,
+}
+
+impl FailureKind {
+    /// The kind as a log or metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "transient",
+            FailureKind::Permanent => "permanent",
+        }
+    }
+}
+
+/// Why a candidate that won the race could not start serving. The election
+/// gives the destination up either way and races again after a back-off;
+/// the kind tells the log reader whether to wait or to act.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct ActivationError {
+    kind: FailureKind,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl ActivationError {
+    /// Wraps the candidate's own error.
+    pub fn new(kind: FailureKind, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ActivationError {
+            kind,
+            source: Box::new(source),
+        }
+    }
+
+    /// Whether racing again can help by itself.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+}
+
 /// What the election starts and stops: one destination of this server.
 #[async_trait::async_trait]
 pub trait Candidate: Send + Sync + 'static {
+    /// The destination's name.
     fn destination(&self) -> &str;
+    /// Where the election reports role, terms and fencings.
     fn status(&self) -> &HaStatus;
     /// Starts serving; the candidate checks `lease` before every reply.
-    async fn activate(&self, lease: Arc<Lease>) -> Result<(), String>;
+    async fn activate(&self, lease: Arc<Lease>) -> Result<(), ActivationError>;
     /// Stops serving after writing the clients' cursors (the lease holds).
     async fn release(&self);
     /// Stops serving at once and writes nothing: another server may
@@ -38,6 +87,7 @@ enum Next {
     Stop,
 }
 
+/// One destination's race, run by [`Election::run`].
 pub struct Election {
     candidate: Arc<dyn Candidate>,
     zk: Arc<ZkSession>,
@@ -51,6 +101,7 @@ pub struct Election {
 }
 
 impl Election {
+    /// The race of `candidate` through `zk`, this server registered as `address`.
     pub fn new(candidate: Arc<dyn Candidate>, zk: Arc<ZkSession>, address: &str) -> Self {
         let running = nodes::running(candidate.destination());
         Election {
@@ -183,29 +234,9 @@ impl Election {
     ) -> Next {
         let destination = self.candidate.destination().to_owned();
         if let Err(error) = self.candidate.activate(lease.clone()).await {
-            self.failed_activations += 1;
-            let pause = std::time::Duration::from_secs(1 << self.failed_activations.min(5));
-            tracing::error!(%destination, %error, retry_in = ?pause, "won the race but cannot serve; giving the destination up");
-            let _ = nodes::delete_own(client, &self.running).await;
-            self.candidate.status().set_role(Role::Standby);
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.cancelled() => return Next::Stop,
-            }
-            return Next::RaceAfterDelay;
+            return self.activation_failed(client, error, shutdown).await;
         }
-        self.failed_activations = 0;
-        let failover = self.vacated_at.take().map(|at| at.elapsed());
-        let status = self.candidate.status();
-        status.term_started(failover);
-        tracing::info!(
-            %destination,
-            ha_event = "active",
-            term = status.terms(),
-            address = %self.address,
-            failover_ms = failover.map(|d| d.as_millis() as u64),
-            "became active"
-        );
+        self.term_started();
         loop {
             let read = tokio::select! {
                 read = client.get_and_watch_data(&self.running) => read,
@@ -233,21 +264,8 @@ impl Election {
                     continue;
                 }
             };
-            if stat.ephemeral_owner != client.session_id().0 {
-                self.fence("another server owns the running node").await;
-                return Next::Race;
-            }
-            match ServerRunning::parse(&data) {
-                Some(running) if running.address != self.address => {
-                    self.fence("the running node names another server").await;
-                    return Next::Race;
-                }
-                Some(running) if !running.active => {
-                    tracing::info!(%destination, "release requested (active:false in the running node)");
-                    self.release(client).await;
-                    return Next::RaceAfterDelay;
-                }
-                _ => {}
+            if let Some(next) = self.still_ours(client, &data, stat.ephemeral_owner).await {
+                return next;
             }
             tokio::select! {
                 event = watcher.changed() => {
@@ -268,6 +286,75 @@ impl Election {
                     return Next::Stop;
                 }
             }
+        }
+    }
+
+    /// Won the race but the candidate cannot serve: give the destination
+    /// up (another server may manage) and race again after a back-off that
+    /// grows with each failure in a row.
+    async fn activation_failed(
+        &mut self,
+        client: &Client,
+        error: ActivationError,
+        shutdown: &CancellationToken,
+    ) -> Next {
+        self.failed_activations += 1;
+        let pause = std::time::Duration::from_secs(1 << self.failed_activations.min(5));
+        tracing::error!(
+            destination = %self.candidate.destination(),
+            %error,
+            kind = error.kind().as_str(),
+            retry_in = ?pause,
+            "won the race but cannot serve; giving the destination up"
+        );
+        let _ = nodes::delete_own(client, &self.running).await;
+        self.candidate.status().set_role(Role::Standby);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return Next::Stop,
+        }
+        Next::RaceAfterDelay
+    }
+
+    /// Serving began: a new term, and the takeover's duration if the
+    /// previous owner's node was seen vanishing.
+    fn term_started(&mut self) {
+        self.failed_activations = 0;
+        let failover = self.vacated_at.take().map(|at| at.elapsed());
+        let status = self.candidate.status();
+        status.term_started(failover);
+        tracing::info!(
+            destination = %self.candidate.destination(),
+            ha_event = "active",
+            term = status.terms(),
+            address = %self.address,
+            failover_ms = failover.map(|d| d.as_millis() as u64),
+            "became active"
+        );
+    }
+
+    /// Checks the `running` node read while leading (its data and its
+    /// owner's session): `None` while it is still ours to serve, else what
+    /// to do after stepping down.
+    async fn still_ours(&self, client: &Client, data: &[u8], owner: i64) -> Option<Next> {
+        if owner != client.session_id().0 {
+            self.fence("another server owns the running node").await;
+            return Some(Next::Race);
+        }
+        match ServerRunning::parse(data) {
+            Some(running) if running.address != self.address => {
+                self.fence("the running node names another server").await;
+                Some(Next::Race)
+            }
+            Some(running) if !running.active => {
+                tracing::info!(
+                    destination = %self.candidate.destination(),
+                    "release requested (active:false in the running node)"
+                );
+                self.release(client).await;
+                Some(Next::RaceAfterDelay)
+            }
+            _ => None,
         }
     }
 

@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How long this process may still act as a leader; see the module.
 #[derive(Debug)]
 pub struct Lease {
     /// Reference point of `deadline_ns` (monotonic).
@@ -94,6 +95,7 @@ impl Lease {
         deadline.checked_sub(now).filter(|left| !left.is_zero())
     }
 
+    /// Whether the lease holds now.
     pub fn is_valid(&self) -> bool {
         self.remaining().is_some()
     }

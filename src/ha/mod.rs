@@ -16,7 +16,7 @@ pub mod status;
 
 use std::time::Duration;
 
-pub use election::{Candidate, Election};
+pub use election::{ActivationError, Candidate, Election, FailureKind};
 pub use lease::Lease;
 pub use session::ZkSession;
 pub use status::{HaStatus, Role};

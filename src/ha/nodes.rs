@@ -10,27 +10,33 @@
 use serde::{Deserialize, Serialize};
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
 
-pub use crate::cursor::zk::DESTINATIONS;
+/// Root of every destination's nodes (cursors and HA alike).
+pub const DESTINATIONS: &str = "/otter/canal/destinations";
 
 /// Parent of the server members.
 pub const CLUSTER: &str = "/otter/canal/cluster";
 
+/// This server's member node.
 pub fn server_member(address: &str) -> String {
     format!("{CLUSTER}/{address}")
 }
 
+/// A destination's node (parent of its clients, `running` and `cluster`).
 pub fn destination(destination: &str) -> String {
     format!("{DESTINATIONS}/{destination}")
 }
 
+/// This server's member node under a destination it can run.
 pub fn destination_member(destination: &str, address: &str) -> String {
     format!("{DESTINATIONS}/{destination}/cluster/{address}")
 }
 
+/// The node the active server of a destination holds.
 pub fn running(destination: &str) -> String {
     format!("{DESTINATIONS}/{destination}/running")
 }
 
+/// The node the active client of a destination holds (canal's client-side lock).
 pub fn client_running(destination: &str, client_id: &str) -> String {
     format!("{DESTINATIONS}/{destination}/{client_id}/running")
 }
@@ -39,8 +45,10 @@ pub fn client_running(destination: &str, client_id: &str) -> String {
 /// as are other unknown keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerRunning {
+    /// `false` asks the owner to release the destination (a planned hand-over).
     #[serde(default = "yes")]
     pub active: bool,
+    /// The owner's registered `ip:port`.
     #[serde(default)]
     pub address: String,
 }
@@ -49,10 +57,13 @@ pub struct ServerRunning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientRunning {
+    /// Whether the client is active.
     #[serde(default = "yes")]
     pub active: bool,
+    /// The client's `ip:port`.
     #[serde(default)]
     pub address: String,
+    /// The client id.
     #[serde(default)]
     pub client_id: i64,
 }
@@ -62,6 +73,7 @@ fn yes() -> bool {
 }
 
 impl ServerRunning {
+    /// The data an active server writes.
     pub fn active(address: &str) -> Self {
         ServerRunning {
             active: true,
@@ -69,6 +81,7 @@ impl ServerRunning {
         }
     }
 
+    /// The node data, as canal writes it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -80,10 +93,12 @@ impl ServerRunning {
 }
 
 impl ClientRunning {
+    /// The node data, as canal writes it.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Parses the node's data; `None` for data that is not canal's JSON.
     pub fn parse(data: &[u8]) -> Option<Self> {
         serde_json::from_slice(data).ok()
     }

@@ -42,6 +42,7 @@ impl DigestAuth {
         Self::parse(&format!("{user}:{password}"))
     }
 
+    /// The user name (safe to log).
     pub fn user(&self) -> &str {
         &self.credentials[..self.user_len]
     }
@@ -65,7 +66,9 @@ impl std::fmt::Debug for DigestAuth {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to ZooKeeper at {servers} (canal.zkServers): {reason}")]
 pub struct ConnectError {
+    /// The connect string.
     pub servers: String,
+    /// What the client library said.
     pub reason: String,
 }
 
@@ -74,6 +77,7 @@ struct Current {
     lease: Arc<Lease>,
 }
 
+/// The process's ZooKeeper session; see the module.
 pub struct ZkSession {
     servers: String,
     settings: HaSettings,
@@ -150,10 +154,12 @@ impl ZkSession {
         self.read().lease.clone()
     }
 
+    /// The current session's id.
     pub fn session_id(&self) -> i64 {
         self.read().client.session_id().0
     }
 
+    /// The HA timing it was opened with.
     pub fn settings(&self) -> &HaSettings {
         &self.settings
     }
@@ -300,12 +306,20 @@ async fn watch_state(client: &Client, cancel: &CancellationToken) -> Option<Sess
 /// A plain read would not do: a server cut off from the quorum keeps
 /// answering reads until it notices (up to syncLimit × tickTime), while the
 /// majority may already have expired the session.
-async fn quorum_round_trip(client: &Client) -> Result<(), String> {
+async fn quorum_round_trip(client: &Client) -> Result<(), RoundTripError> {
     let mut multi = client.new_multi_writer();
-    multi
-        .add_check_version("/", -1)
-        .map_err(|e| e.to_string())?;
-    multi.commit().await.map(|_| ()).map_err(|e| e.to_string())
+    multi.add_check_version("/", -1)?;
+    multi.commit().await?;
+    Ok(())
+}
+
+/// Why a quorum round trip proved nothing: the lease is then not renewed.
+#[derive(Debug, thiserror::Error)]
+enum RoundTripError {
+    #[error("cannot build the check of /: {0}")]
+    Build(#[from] zookeeper_client::Error),
+    #[error("the quorum did not commit the check of /: {0}")]
+    Commit(#[from] zookeeper_client::MultiWriteError),
 }
 
 /// Renews `lease` with one quorum round trip every renew interval. Probes run

@@ -22,6 +22,7 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role as reported by `/readyz` and the `role` label.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Active => "active",
@@ -55,6 +56,7 @@ impl Role {
     }
 }
 
+/// A destination's HA state on this server, shared by its election and the endpoints.
 #[derive(Debug)]
 pub struct HaStatus {
     role: AtomicU8,
@@ -67,6 +69,7 @@ pub struct HaStatus {
 }
 
 impl HaStatus {
+    /// A status in `role`, no terms yet.
     pub fn new(role: Role) -> Self {
         HaStatus {
             role: AtomicU8::new(role.code()),
@@ -77,10 +80,12 @@ impl HaStatus {
         }
     }
 
+    /// The current role.
     pub fn role(&self) -> Role {
         Role::from_code(self.role.load(Ordering::Acquire))
     }
 
+    /// Sets the role.
     pub fn set_role(&self, role: Role) {
         self.role.store(role.code(), Ordering::Release);
     }
@@ -97,6 +102,7 @@ impl HaStatus {
         self.set_role(Role::Active);
     }
 
+    /// Serving stopped without a planned release, for `reason`.
     pub fn fenced(&self, reason: &str) {
         self.fencings.fetch_add(1, Ordering::AcqRel);
         *self
@@ -111,6 +117,7 @@ impl HaStatus {
         self.terms.load(Ordering::Acquire)
     }
 
+    /// Times serving stopped without a planned release.
     pub fn fencings(&self) -> u64 {
         self.fencings.load(Ordering::Acquire)
     }
@@ -123,6 +130,7 @@ impl HaStatus {
         }
     }
 
+    /// Why serving last stopped without a planned release.
     pub fn last_fence_reason(&self) -> Option<String> {
         self.last_fence_reason
             .lock()

@@ -32,6 +32,7 @@ pub fn client_token(password: &str, seed: &[u8]) -> String {
 /// The server's configured credentials (`canal.user`, `canal.passwd`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user clients must log in as (`canal.user`); unset or empty: any user name.
     pub user: Option<String>,
     /// hex(SHA1(SHA1(password))), lowercase or not.
     pub passwd: Option<String>,

@@ -18,14 +18,24 @@ pub const VERSION: i32 = 1;
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The peer closed the connection between frames.
     #[error("connection closed")]
     Closed,
+    /// A length prefix below zero.
     #[error("frame length {0} is negative")]
     Negative(i32),
     #[error("frame of {length} bytes exceeds the limit of {limit} bytes")]
-    TooLarge { length: usize, limit: usize },
+    /// A frame longer than the reader accepts.
+    TooLarge {
+        /// The announced length.
+        length: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The frame is not a canal `Packet`.
     #[error("frame is not a canal packet: {0}")]
     Undecodable(#[from] prost::DecodeError),
+    /// Reading or writing the socket failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -15,10 +15,14 @@ use super::entry::{Entry, EntryType};
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
     #[error("entry storeValue is not a valid {message}: {source}")]
+    /// The entry's `storeValue` did not decode.
     StoreValue {
+        /// The message type expected there.
         message: &'static str,
+        /// The protobuf error.
         source: prost::DecodeError,
     },
+    /// The entry does not fit the JSON shape; what was wrong.
     #[error("entry cannot be rendered as JSON: {0}")]
     Render(String),
 }

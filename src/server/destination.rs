@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use super::instance::{Instance, InstanceError, InstanceSettings};
 use crate::{
     cursor::SharedCursorStore,
-    ha::{Candidate, HaStatus, Lease, Role},
+    ha::{ActivationError, Candidate, HaStatus, Lease, Role},
 };
 
+/// One destination of this server, running or not.
 pub struct Destination {
     settings: InstanceSettings,
     cursors: SharedCursorStore,
@@ -31,6 +32,8 @@ impl std::fmt::Debug for Destination {
 }
 
 impl Destination {
+    /// A destination not yet running, in `role`; its instances' tasks end
+    /// when `cancel` fires.
     pub fn new(
         settings: InstanceSettings,
         cursors: SharedCursorStore,
@@ -46,14 +49,17 @@ impl Destination {
         }
     }
 
+    /// The destination's name.
     pub fn name(&self) -> &str {
         &self.settings.destination
     }
 
+    /// The settings every instance of it starts with.
     pub fn settings(&self) -> &InstanceSettings {
         &self.settings
     }
 
+    /// Its role, terms and fencings on this server.
     pub fn ha(&self) -> &HaStatus {
         &self.status
     }
@@ -82,25 +88,24 @@ impl Destination {
 
     /// Graceful stop: the instance's cursors are flushed.
     pub async fn stop(&self) {
-        let taken = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(instance) = taken {
+        if let Some(instance) = self.take_current() {
             instance.stop().await;
         }
     }
 
+    /// Stops the instance writing nothing (fencing, or a replacement).
     async fn halt_current(&self) {
-        let taken = self
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(instance) = taken {
+        if let Some(instance) = self.take_current() {
             instance.halt().await;
         }
+    }
+
+    /// The serving instance, no longer reachable through this destination.
+    fn take_current(&self) -> Option<Arc<Instance>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
@@ -114,11 +119,11 @@ impl Candidate for Destination {
         &self.status
     }
 
-    async fn activate(&self, lease: Arc<Lease>) -> Result<(), String> {
-        self.start(lease)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+    async fn activate(&self, lease: Arc<Lease>) -> Result<(), ActivationError> {
+        match self.start(lease).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(ActivationError::new(error.kind(), error)),
+        }
     }
 
     async fn release(&self) {

@@ -16,27 +16,26 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use prost::Message;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
     binlog::{
-        change::{ChangeEvent, ChangeKind},
+        change::ChangeEvent,
         decode::{Decoder, DecoderOptions},
         filter::{EventFilter, TableFilter},
         gtid::GtidState,
-        position::{LogPosition, StartPosition},
+        position::StartPosition,
         replica::ReplicaConfig,
         source::{BinlogSource, SourceConfig, SourceError, SourceStats},
     },
     cursor::{ClientRecord, CursorError, CursorRecord, SharedCursorStore},
-    ha::Lease,
-    protocol::entry::EventType,
-    store::{AckError, Batch, ClientId, EventStore, StoreConfig, StoreError, StoredEvent, Wait},
+    ha::{FailureKind, Lease},
+    store::{AckError, Batch, ClientId, EventStore, ResumePoint, StoreConfig, StoreError, Wait},
 };
+
+use super::pipeline::pipeline;
 
 /// How often cursor writes ZooKeeper did not answer are retried when every
 /// ack is written at once (flush period 0).
@@ -45,14 +44,19 @@ const RETRY_PERIOD: Duration = Duration::from_millis(100);
 /// Everything an instance needs to run, resolved from configuration.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
+    /// The destination's name.
     pub destination: String,
+    /// How to reach the source.
     pub replica: ReplicaConfig,
     /// Where to start when no client has a cursor (`None`: the binlog end).
     pub start: Option<StartPosition>,
     /// canal.instance.gtidon: resume by GTID and fill GTID header fields.
     pub gtid_on: bool,
+    /// How binlog events become entries.
     pub decoder: DecoderOptions,
+    /// The configured table and column filters.
     pub filter: EventFilter,
+    /// The event store's sizing and batching.
     pub store: StoreConfig,
     /// canal.zookeeper.flush.period: 0 writes every ack's cursor at once.
     pub flush_period: Duration,
@@ -60,17 +64,41 @@ pub struct InstanceSettings {
     pub filter_transaction_entry: bool,
 }
 
-/// Why an instance could not serve a request.
+/// Why an instance could not start or serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
+    /// The store refused (closed, or a client's ack or rollback was wrong).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// Reading or writing the clients' cursors failed.
     #[error("{0}")]
     Cursor(#[from] CursorError),
+    /// A client's (or a persisted subscription's) table filter.
     #[error("filter `{filter}` is not valid: {reason}")]
-    Filter { filter: String, reason: String },
+    Filter {
+        /// The filter text.
+        filter: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+    /// The lease ran out: another server may own the destination now.
     #[error("this server is no longer the active server of the destination")]
     NotActive,
+}
+
+impl InstanceError {
+    /// Whether trying again can help by itself.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            InstanceError::Store(StoreError::Closed) | InstanceError::NotActive => {
+                FailureKind::Transient
+            }
+            InstanceError::Store(StoreError::Ack(_)) | InstanceError::Filter { .. } => {
+                FailureKind::Permanent
+            }
+            InstanceError::Cursor(error) => error.kind(),
+        }
+    }
 }
 
 /// A running destination.
@@ -105,22 +133,109 @@ impl std::fmt::Debug for Instance {
     }
 }
 
-fn before(a: &LogPosition, b: &LogPosition) -> bool {
-    (a.journal_name.as_str(), a.position) < (b.journal_name.as_str(), b.position)
-}
-
 /// The smallest cursor among the clients: where the source resumes.
 fn minimum_cursor(clients: &BTreeMap<ClientId, ClientRecord>) -> Option<&CursorRecord> {
+    fn order(c: &CursorRecord) -> (&str, u64) {
+        (c.position.journal_name.as_str(), c.position.position)
+    }
+    // The first of equal cursors wins, as with any minimum.
     clients
         .values()
         .filter_map(|c| c.cursor.as_ref())
-        .reduce(|a, b| {
-            if before(&b.position, &a.position) {
-                b
-            } else {
-                a
-            }
-        })
+        .min_by(|a, b| order(a).cmp(&order(b)))
+}
+
+/// Where the source starts for these clients: the smallest cursor (by its
+/// GTID set when `gtid_on` and the cursor holds one that parses), else
+/// `configured` (the instance's start settings), else the binlog's end.
+pub fn start_position(
+    clients: &BTreeMap<ClientId, ClientRecord>,
+    configured: Option<&StartPosition>,
+    gtid_on: bool,
+) -> StartPosition {
+    let Some(cursor) = minimum_cursor(clients) else {
+        return configured.cloned().unwrap_or(StartPosition::Latest);
+    };
+    let by_gtid = (gtid_on && !cursor.position.gtid.is_empty())
+        .then(|| GtidState::parse(&cursor.position.gtid).ok())
+        .flatten();
+    match by_gtid {
+        Some(state) => StartPosition::Gtid(state),
+        None => StartPosition::FilePosition {
+            journal_name: cursor.position.journal_name.clone(),
+            position: cursor.position.position,
+        },
+    }
+}
+
+/// The filter with `include` as its table filter (a client's subscription),
+/// the configured exclusions and column filters kept.
+fn with_tables(filter: &EventFilter, include: &str) -> Result<EventFilter, InstanceError> {
+    let tables = TableFilter::new(include, filter.tables.exclude_text()).map_err(|e| {
+        InstanceError::Filter {
+            filter: include.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(EventFilter {
+        tables,
+        columns: filter.columns.clone(),
+    })
+}
+
+/// The configured filter, or the first filter a client subscribed with: a
+/// client's own filter holds across restarts.
+fn resumed_filter(
+    configured: &EventFilter,
+    clients: &BTreeMap<ClientId, ClientRecord>,
+) -> Result<EventFilter, InstanceError> {
+    match clients
+        .values()
+        .map(|c| c.filter.as_str())
+        .find(|f| !f.is_empty())
+    {
+        Some(subscribed) => with_tables(configured, subscribed),
+        None => Ok(configured.clone()),
+    }
+}
+
+/// Where a known client resumes in the store: after its cursor.
+fn resume_point(record: &ClientRecord) -> Option<ResumePoint> {
+    record.cursor.as_ref().map(|c| ResumePoint {
+        position: c.position.clone(),
+    })
+}
+
+/// A store with every known client subscribed at its cursor.
+fn resumed_store(config: StoreConfig, clients: &BTreeMap<ClientId, ClientRecord>) -> EventStore {
+    let store = EventStore::new(config);
+    for (client, record) in clients {
+        store.subscribe(*client, resume_point(record));
+    }
+    store
+}
+
+/// The binlog source for `settings`, starting at `start` with `filter`,
+/// and the sender that changes its filter later.
+fn binlog_source(
+    settings: &InstanceSettings,
+    start: StartPosition,
+    filter: EventFilter,
+) -> (BinlogSource, watch::Sender<Arc<EventFilter>>) {
+    let filter = Arc::new(filter);
+    let (filter_sender, filter_updates) = watch::channel(filter.clone());
+    let mut options = settings.decoder.clone();
+    options.gtid_header = settings.gtid_on;
+    let source_config = SourceConfig {
+        replica: settings.replica.clone(),
+        start,
+        resume_by_gtid: settings.gtid_on,
+        reconnect_min: Duration::from_millis(200),
+        reconnect_max: Duration::from_secs(30),
+    };
+    let source = BinlogSource::new(source_config, Decoder::new(options, filter))
+        .with_filter_updates(filter_updates);
+    (source, filter_sender)
 }
 
 impl Instance {
@@ -132,137 +247,90 @@ impl Instance {
         lease: Arc<Lease>,
         parent: &CancellationToken,
     ) -> Result<Arc<Instance>, InstanceError> {
-        let destination = settings.destination.clone();
         let clients = cursors.load().await?;
-        let mut filter = settings.filter.clone();
-        // A client that subscribed with its own filter keeps it across restarts.
-        if let Some(subscribed) = clients
-            .values()
-            .map(|c| c.filter.as_str())
-            .find(|f| !f.is_empty())
-        {
-            filter.tables =
-                TableFilter::new(subscribed, filter.tables.exclude_text()).map_err(|e| {
-                    InstanceError::Filter {
-                        filter: subscribed.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?;
-        }
-        let start = match minimum_cursor(&clients) {
-            Some(cursor) if settings.gtid_on && !cursor.position.gtid.is_empty() => {
-                match GtidState::parse(&cursor.position.gtid) {
-                    Ok(state) => StartPosition::Gtid(state),
-                    Err(_) => StartPosition::FilePosition {
-                        journal_name: cursor.position.journal_name.clone(),
-                        position: cursor.position.position,
-                    },
-                }
-            }
-            Some(cursor) => StartPosition::FilePosition {
-                journal_name: cursor.position.journal_name.clone(),
-                position: cursor.position.position,
-            },
-            None => settings.start.clone().unwrap_or(StartPosition::Latest),
-        };
+        let filter = resumed_filter(&settings.filter, &clients)?;
+        let start = start_position(&clients, settings.start.as_ref(), settings.gtid_on);
         tracing::info!(
-            destination = %destination,
+            destination = %settings.destination,
             cursors = %cursors.describe(),
             clients = clients.len(),
             start = ?start,
             "starting destination"
         );
-        let store = Arc::new(EventStore::new(settings.store));
-        for (client, record) in &clients {
-            let resume = record.cursor.as_ref().map(|c| crate::store::ResumePoint {
-                position: c.position.clone(),
-            });
-            store.subscribe(*client, resume);
-        }
-        let filter = Arc::new(filter);
-        let (filter_sender, filter_updates) = watch::channel(filter.clone());
-        let mut options = settings.decoder.clone();
-        options.gtid_header = settings.gtid_on;
-        let decoder = Decoder::new(options, filter);
-        let source_config = SourceConfig {
-            replica: settings.replica.clone(),
-            start,
-            resume_by_gtid: settings.gtid_on,
-            reconnect_min: Duration::from_millis(200),
-            reconnect_max: Duration::from_secs(30),
-        };
-        let mut source =
-            BinlogSource::new(source_config, decoder).with_filter_updates(filter_updates);
-        let stats = source.stats();
-        let cancel = parent.child_token();
+        let store = Arc::new(resumed_store(settings.store, &clients));
+        let (source, filter) = binlog_source(&settings, start, filter);
+        let latest = clients
+            .iter()
+            .filter_map(|(c, r)| r.cursor.clone().map(|cursor| (*c, cursor)))
+            .collect();
         let instance = Arc::new(Instance {
             settings,
-            store: store.clone(),
+            store,
             cursors,
             pending: Mutex::new(BTreeMap::new()),
             writing: tokio::sync::Mutex::new(()),
-            latest: Mutex::new(
-                clients
-                    .iter()
-                    .filter_map(|(c, r)| r.cursor.clone().map(|cursor| (*c, cursor)))
-                    .collect(),
-            ),
-            filter: filter_sender,
-            stats,
+            latest: Mutex::new(latest),
+            filter,
+            stats: source.stats(),
             lease,
             failed: Mutex::new(None),
             running: AtomicBool::new(true),
             connected: std::sync::atomic::AtomicI64::new(0),
-            cancel: cancel.clone(),
+            cancel: parent.child_token(),
             tasks: Mutex::new(Vec::new()),
         });
+        let tasks = instance.spawn_tasks(source);
+        *instance.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
+        Ok(instance)
+    }
 
-        let span = tracing::info_span!("destination", destination = %destination);
+    /// The instance's three tasks: the source, the pipeline into the
+    /// store, and the cursor flusher.
+    fn spawn_tasks(self: &Arc<Self>, mut source: BinlogSource) -> Vec<JoinHandle<()>> {
+        let span = tracing::info_span!("destination", destination = %self.settings.destination);
         let (sender, receiver) = tokio::sync::mpsc::channel::<ChangeEvent>(256);
         let source_task = {
-            let instance = instance.clone();
-            let cancel = cancel.clone();
+            let instance = self.clone();
+            let cancel = self.cancel.clone();
             tokio::spawn(
                 async move {
-                    let outcome = source.run(sender, cancel.clone()).await;
+                    let outcome = source.run(sender, cancel).await;
                     instance.source_stopped(outcome);
                 }
                 .instrument(span.clone()),
             )
         };
-        let pipeline_task = {
-            let store = store.clone();
-            let throttle = instance.settings.filter_transaction_entry;
-            tokio::spawn(pipeline(receiver, store, throttle).instrument(span.clone()))
+        let pipeline_task = tokio::spawn(
+            pipeline(
+                receiver,
+                self.store.clone(),
+                self.settings.filter_transaction_entry,
+            )
+            .instrument(span.clone()),
+        );
+        let flush_task = tokio::spawn(self.clone().flush_periodically().instrument(span));
+        vec![source_task, pipeline_task, flush_task]
+    }
+
+    /// Writes pending cursors every flush period until the instance stops.
+    /// With period 0 acks are written at once; this loop then only retries
+    /// the writes ZooKeeper did not answer.
+    async fn flush_periodically(self: Arc<Self>) {
+        let period = if self.settings.flush_period.is_zero() {
+            RETRY_PERIOD
+        } else {
+            self.settings.flush_period
         };
-        let mut tasks = vec![source_task, pipeline_task];
-        {
-            // With period 0 acks are written at once; this loop then only
-            // retries the writes ZooKeeper did not answer.
-            let period = if instance.settings.flush_period.is_zero() {
-                RETRY_PERIOD
-            } else {
-                instance.settings.flush_period
-            };
-            let instance = instance.clone();
-            tasks.push(tokio::spawn(
-                async move {
-                    let mut tick = tokio::time::interval(period);
-                    loop {
-                        tokio::select! {
-                            _ = tick.tick() => {}
-                            _ = instance.cancel.cancelled() => break,
-                        }
-                        if let Err(error) = instance.flush().await {
-                            tracing::warn!(%error, "cursor flush failed; retrying at the next period");
-                        }
-                    }
-                }
-                .instrument(span),
-            ));
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.cancel.cancelled() => break,
+            }
+            if let Err(error) = self.flush().await {
+                tracing::warn!(%error, "cursor flush failed; retrying at the next period");
+            }
         }
-        *instance.tasks.lock().unwrap_or_else(|p| p.into_inner()) = tasks;
-        Ok(instance)
     }
 
     fn source_stopped(&self, outcome: Result<(), SourceError>) {
@@ -273,18 +341,22 @@ impl Instance {
         }
     }
 
+    /// The destination's name.
     pub fn destination(&self) -> &str {
         &self.settings.destination
     }
 
+    /// The event store between the source and the clients.
     pub fn store(&self) -> &Arc<EventStore> {
         &self.store
     }
 
+    /// The source's counters and last position.
     pub fn stats(&self) -> &Arc<SourceStats> {
         &self.stats
     }
 
+    /// The settings it started with.
     pub fn settings(&self) -> &InstanceSettings {
         &self.settings
     }
@@ -297,6 +369,7 @@ impl Instance {
             .clone()
     }
 
+    /// Whether the source runs (it stops on an error only an operator can fix).
     pub fn is_running(&self) -> bool {
         self.running.load(Ordering::Relaxed)
     }
@@ -306,6 +379,7 @@ impl Instance {
         self.connected.fetch_add(delta, Ordering::Relaxed);
     }
 
+    /// Sessions currently subscribed.
     pub fn connected(&self) -> i64 {
         self.connected.load(Ordering::Relaxed)
     }
@@ -316,28 +390,14 @@ impl Instance {
         if !filter.is_empty() {
             let current = self.filter.borrow().clone();
             if current.tables.include_text() != filter {
-                let tables =
-                    TableFilter::new(filter, current.tables.exclude_text()).map_err(|e| {
-                        InstanceError::Filter {
-                            filter: filter.to_owned(),
-                            reason: e.to_string(),
-                        }
-                    })?;
-                let updated = EventFilter {
-                    tables,
-                    columns: current.columns.clone(),
-                };
+                let updated = with_tables(&current, filter)?;
                 self.filter.send_replace(Arc::new(updated));
             }
         }
         if !self.store.is_subscribed(client) {
             let known = self.cursors.load().await?;
-            let resume = known.get(&client).and_then(|r| r.cursor.as_ref()).map(|c| {
-                crate::store::ResumePoint {
-                    position: c.position.clone(),
-                }
-            });
-            self.store.subscribe(client, resume);
+            self.store
+                .subscribe(client, known.get(&client).and_then(resume_point));
         }
         self.cursors.subscribe(client, filter).await?;
         Ok(())
@@ -353,6 +413,7 @@ impl Instance {
         )
     }
 
+    /// Forgets a client: its place in the store and its stored cursor.
     pub async fn unsubscribe(&self, client: ClientId) -> Result<(), InstanceError> {
         self.store.unsubscribe(client);
         self.latest
@@ -367,10 +428,12 @@ impl Instance {
         Ok(())
     }
 
+    /// Whether `client` is subscribed here.
     pub fn is_subscribed(&self, client: ClientId) -> bool {
         self.store.is_subscribed(client)
     }
 
+    /// The next batch for `client`, waiting as `wait` says; nothing once the lease is gone.
     pub async fn get(
         &self,
         client: ClientId,
@@ -437,6 +500,7 @@ impl Instance {
         Ok(())
     }
 
+    /// Rewinds `client` to its last acknowledged event.
     pub fn rollback(&self, client: ClientId, batch_id: i64) -> Result<(), AckError> {
         self.store.rollback(client, batch_id).map_err(|e| match e {
             StoreError::Ack(e) => e,
@@ -520,167 +584,87 @@ impl Instance {
     }
 }
 
-/// Moves changes from the source into the store, serialized, dropping
-/// empty transactions the way canal's sink does.
-async fn pipeline(
-    mut receiver: tokio::sync::mpsc::Receiver<ChangeEvent>,
-    store: Arc<EventStore>,
-    filter_transaction_entry: bool,
-) {
-    let mut throttle = EmptyTransactions::new(filter_transaction_entry);
-    let mut ready = Vec::new();
-    while let Some(change) = receiver.recv().await {
-        throttle.push(change, &mut ready);
-        for change in ready.drain(..) {
-            if store.put(stored(change)).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-fn stored(change: ChangeEvent) -> StoredEvent {
-    let event_type = change
-        .entry
-        .header
-        .as_ref()
-        .and_then(|h| h.event_type)
-        .and_then(|t| EventType::try_from(t).ok())
-        .unwrap_or(EventType::Query);
-    StoredEvent {
-        bytes: Bytes::from(change.entry.encode_to_vec()),
-        position: change.position,
-        kind: change.kind,
-        event_type,
-    }
-}
-
-/// canal's sink drops transactions that turned out empty (every row
-/// filtered out) unless more than 5 s of binlog time passed since the last
-/// one it let through, or 8192 were dropped in a row; with
-/// canal.instance.filter.transaction.entry it drops transaction markers
-/// around row changes the same way.
-struct EmptyTransactions {
-    held_begin: Option<ChangeEvent>,
-    last_passed_ms: i64,
-    dropped: u32,
-    markers_too: bool,
-}
-
-const EMPTY_INTERVAL_MS: i64 = 5_000;
-const EMPTY_MAX_DROPPED: u32 = 8_192;
-
-impl EmptyTransactions {
-    fn new(markers_too: bool) -> Self {
-        EmptyTransactions {
-            held_begin: None,
-            last_passed_ms: 0,
-            dropped: 0,
-            markers_too,
-        }
-    }
-
-    fn lets_through(&mut self, at_ms: i64) -> bool {
-        if at_ms - self.last_passed_ms > EMPTY_INTERVAL_MS || self.dropped > EMPTY_MAX_DROPPED {
-            self.last_passed_ms = at_ms;
-            self.dropped = 0;
-            true
-        } else {
-            self.dropped += 1;
-            false
-        }
-    }
-
-    fn push(&mut self, change: ChangeEvent, out: &mut Vec<ChangeEvent>) {
-        match change.kind {
-            ChangeKind::TransactionBegin => {
-                if let Some(previous) = self.held_begin.take() {
-                    out.push(previous);
-                }
-                self.held_begin = Some(change);
-            }
-            ChangeKind::TransactionEnd => match self.held_begin.take() {
-                Some(begin) => {
-                    // BEGIN followed directly by END: an empty transaction.
-                    if self.lets_through(begin.position.timestamp_ms) {
-                        out.push(begin);
-                        out.push(change);
-                    }
-                }
-                None if self.markers_too => {
-                    if self.lets_through(change.position.timestamp_ms) {
-                        out.push(change);
-                    }
-                }
-                None => out.push(change),
-            },
-            _ => {
-                if let Some(begin) = self.held_begin.take()
-                    && !self.markers_too
-                {
-                    out.push(begin);
-                }
-                out.push(change);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::entry::Entry;
+    use crate::binlog::position::LogPosition;
 
-    fn change(kind: ChangeKind, ms: i64) -> ChangeEvent {
-        ChangeEvent {
-            entry: Entry::default(),
-            position: LogPosition {
-                timestamp_ms: ms,
-                ..LogPosition::new("f", 4)
-            },
-            end: 5,
-            kind,
-            row_images: 0,
-        }
-    }
-
-    fn kinds(out: &[ChangeEvent]) -> Vec<ChangeKind> {
-        out.iter().map(|c| c.kind).collect()
-    }
-
-    #[test]
-    fn empty_transactions_are_throttled() {
-        let mut throttle = EmptyTransactions::new(false);
-        let mut out = Vec::new();
-        for ms in [10_000, 11_000, 12_000, 16_000] {
-            throttle.push(change(ChangeKind::TransactionBegin, ms), &mut out);
-            throttle.push(change(ChangeKind::TransactionEnd, ms), &mut out);
-        }
-        assert_eq!(out.len(), 4, "the first and the one 6 s later pass");
-        out.clear();
-        throttle.push(change(ChangeKind::TransactionBegin, 16_500), &mut out);
-        throttle.push(change(ChangeKind::Rows, 16_500), &mut out);
-        throttle.push(change(ChangeKind::TransactionEnd, 16_500), &mut out);
-        assert_eq!(
-            kinds(&out),
-            [
-                ChangeKind::TransactionBegin,
-                ChangeKind::Rows,
-                ChangeKind::TransactionEnd
-            ]
-        );
-    }
-
-    #[test]
-    fn minimum_cursor_picks_the_earliest_position() {
-        let record = |journal: &str, position| ClientRecord {
+    fn record(journal: &str, position: u64) -> ClientRecord {
+        ClientRecord {
             cursor: Some(CursorRecord {
                 position: LogPosition::new(journal, position),
                 source_host: String::new(),
                 source_port: 0,
             }),
             filter: String::new(),
-        };
+        }
+    }
+
+    fn file(journal: &str, position: u64) -> StartPosition {
+        StartPosition::FilePosition {
+            journal_name: journal.into(),
+            position,
+        }
+    }
+
+    const GTID: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5";
+
+    #[test]
+    fn without_cursors_the_configured_start_or_the_end() {
+        let mut clients = BTreeMap::new();
+        let configured = file("mysql-bin.000003", 4);
+        assert_eq!(start_position(&clients, None, false), StartPosition::Latest);
+        clients.insert(
+            7,
+            ClientRecord {
+                cursor: None,
+                filter: "a\\..*".into(),
+            },
+        );
+        assert_eq!(
+            start_position(&clients, Some(&configured), true),
+            configured
+        );
+    }
+
+    #[test]
+    fn the_smallest_cursor_wins_over_the_configured_start() {
+        let mut clients = BTreeMap::new();
+        clients.insert(1, record("mysql-bin.000002", 10));
+        clients.insert(2, record("mysql-bin.000001", 900));
+        let configured = file("mysql-bin.000009", 4);
+        assert_eq!(
+            start_position(&clients, Some(&configured), false),
+            file("mysql-bin.000001", 900)
+        );
+    }
+
+    #[test]
+    fn with_gtid_on_a_cursor_resumes_by_its_gtid_set() {
+        let mut with_gtid = record("mysql-bin.000001", 900);
+        if let Some(cursor) = with_gtid.cursor.as_mut() {
+            cursor.position.gtid = GTID.into();
+        }
+        let clients = BTreeMap::from([(1, with_gtid.clone())]);
+        let expected = StartPosition::Gtid(GtidState::parse(GTID).unwrap());
+        assert_eq!(start_position(&clients, None, true), expected);
+        // gtidon off, or a GTID that does not parse: the file position.
+        assert_eq!(
+            start_position(&clients, None, false),
+            file("mysql-bin.000001", 900)
+        );
+        if let Some(cursor) = with_gtid.cursor.as_mut() {
+            cursor.position.gtid = "not a gtid".into();
+        }
+        let clients = BTreeMap::from([(1, with_gtid)]);
+        assert_eq!(
+            start_position(&clients, None, true),
+            file("mysql-bin.000001", 900)
+        );
+    }
+
+    #[test]
+    fn minimum_cursor_picks_the_earliest_position() {
         let mut clients = BTreeMap::new();
         clients.insert(1, record("mysql-bin.000002", 10));
         clients.insert(2, record("mysql-bin.000001", 900));

@@ -3,11 +3,13 @@
 
 pub mod destination;
 pub mod instance;
+mod live;
+mod pipeline;
 pub mod session;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 pub use destination::Destination;
@@ -22,7 +24,9 @@ use crate::{
 /// client credentials.
 #[derive(Debug)]
 pub struct ServerShared {
+    /// Every destination this process can run, by name.
     pub destinations: BTreeMap<String, Arc<Destination>>,
+    /// Who may connect.
     pub credentials: Credentials,
 }
 
@@ -37,8 +41,11 @@ impl ServerShared {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {address}: {source} (check canal.ip / canal.port)")]
+    /// A port could not be bound.
     Bind {
+        /// The address.
         address: String,
+        /// What the system said.
         source: std::io::Error,
     },
 }
@@ -91,7 +98,9 @@ pub struct StartOptions {
     pub bind: SocketAddr,
     /// Metrics and health port (`canal.metrics.pull.port`), if any.
     pub metrics_bind: Option<SocketAddr>,
+    /// Who may connect.
     pub credentials: Credentials,
+    /// Each destination with its cursor store.
     pub instances: Vec<(InstanceSettings, crate::cursor::SharedCursorStore)>,
     /// With ZooKeeper: race for each destination instead of serving at once.
     pub ha: Option<HaOptions>,
@@ -99,6 +108,7 @@ pub struct StartOptions {
 
 /// How this server takes part in the race.
 pub struct HaOptions {
+    /// The process's ZooKeeper session.
     pub zk: Arc<ZkSession>,
     /// The registered `ip:port` (see [`ha::address`]).
     pub address: String,
@@ -106,9 +116,11 @@ pub struct HaOptions {
 
 /// A started server.
 pub struct RunningServer {
+    /// What sessions and endpoints read.
     pub shared: Arc<ServerShared>,
     /// The bound client address.
     pub address: SocketAddr,
+    /// The bound metrics address, if metrics are served.
     pub metrics_address: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -121,76 +133,26 @@ pub struct RunningServer {
 /// listens for clients and metrics.
 pub async fn start(options: StartOptions) -> Result<RunningServer, StartError> {
     let cancel = CancellationToken::new();
-    let role = if options.ha.is_some() {
-        Role::Standby
-    } else {
-        Role::Standalone
-    };
-    let mut destinations = BTreeMap::new();
-    for (settings, cursors) in options.instances {
-        let name = settings.destination.clone();
-        let destination = Arc::new(Destination::new(settings, cursors, role, cancel.clone()));
-        if options.ha.is_none() {
-            destination
-                .start(Lease::forever())
-                .await
-                .map_err(|source| StartError::Instance {
-                    destination: name.clone(),
-                    source,
-                })?;
-        }
-        destinations.insert(name, destination);
-    }
+    let destinations = start_destinations(options.instances, options.ha.is_some(), &cancel).await?;
     let shared = Arc::new(ServerShared {
         destinations,
         credentials: options.credentials,
     });
-    let listener = bind(options.bind).await?;
-    let address = listener.local_addr().map_err(|source| ServerError::Bind {
-        address: options.bind.to_string(),
-        source,
-    })?;
-    let mut tasks = vec![tokio::spawn(serve(
-        listener,
-        shared.clone(),
-        cancel.clone(),
-    ))];
+    let (address, client_task) = listen_for_clients(options.bind, &shared, &cancel).await?;
+    let mut tasks = vec![client_task];
     let mut metrics_address = None;
     if let Some(metrics_bind) = options.metrics_bind {
-        let listener =
-            crate::metrics::bind(metrics_bind)
-                .await
-                .map_err(|source| ServerError::Bind {
-                    address: metrics_bind.to_string(),
-                    source,
-                })?;
-        metrics_address = listener.local_addr().ok();
-        tasks.push(tokio::spawn(crate::metrics::serve(
-            listener,
-            shared.clone(),
-            cancel.clone(),
-        )));
+        let (bound, metrics_task) = serve_metrics(metrics_bind, &shared, &cancel).await?;
+        metrics_address = bound;
+        tasks.push(metrics_task);
     }
     tracing::info!(%address, metrics = ?metrics_address, destinations = shared.destinations.len(), "canal server listening");
     let ha_shutdown = CancellationToken::new();
-    let mut ha_tasks = Vec::new();
-    if let Some(ha) = options.ha {
-        // Listening first: a server must be reachable before it can win.
-        let mut members = vec![ha::nodes::server_member(&ha.address)];
-        for destination in shared.destinations.values() {
-            members.push(ha::nodes::destination_member(
-                destination.name(),
-                &ha.address,
-            ));
-            let election = Election::new(destination.clone(), ha.zk.clone(), &ha.address);
-            ha_tasks.push(tokio::spawn(election.run(ha_shutdown.clone())));
-        }
-        ha_tasks.push(tokio::spawn(ha::membership::maintain(
-            ha.zk.clone(),
-            members,
-            ha_shutdown.clone(),
-        )));
-    }
+    // Listening first: a server must be reachable before it can win.
+    let ha_tasks = match options.ha {
+        Some(ha) => join_the_races(&ha, &shared, &ha_shutdown),
+        None => Vec::new(),
+    };
     Ok(RunningServer {
         shared,
         address,
@@ -202,14 +164,109 @@ pub async fn start(options: StartOptions) -> Result<RunningServer, StartError> {
     })
 }
 
+/// Every destination, started at once when there is no race to run
+/// (standalone), else standing by.
+async fn start_destinations(
+    instances: Vec<(InstanceSettings, crate::cursor::SharedCursorStore)>,
+    with_ha: bool,
+    cancel: &CancellationToken,
+) -> Result<BTreeMap<String, Arc<Destination>>, StartError> {
+    let role = if with_ha {
+        Role::Standby
+    } else {
+        Role::Standalone
+    };
+    let mut destinations = BTreeMap::new();
+    for (settings, cursors) in instances {
+        let name = settings.destination.clone();
+        let destination = Arc::new(Destination::new(settings, cursors, role, cancel.clone()));
+        if !with_ha {
+            destination
+                .start(Lease::forever())
+                .await
+                .map_err(|source| StartError::Instance {
+                    destination: name.clone(),
+                    source,
+                })?;
+        }
+        destinations.insert(name, destination);
+    }
+    Ok(destinations)
+}
+
+/// Binds the client port and accepts clients there until `cancel` fires.
+async fn listen_for_clients(
+    bind_to: SocketAddr,
+    shared: &Arc<ServerShared>,
+    cancel: &CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), ServerError> {
+    let listener = bind(bind_to).await?;
+    let address = listener.local_addr().map_err(|source| ServerError::Bind {
+        address: bind_to.to_string(),
+        source,
+    })?;
+    let task = tokio::spawn(serve(listener, shared.clone(), cancel.clone()));
+    Ok((address, task))
+}
+
+/// Binds the metrics port and serves the endpoints until `cancel` fires.
+async fn serve_metrics(
+    bind_to: SocketAddr,
+    shared: &Arc<ServerShared>,
+    cancel: &CancellationToken,
+) -> Result<(Option<SocketAddr>, JoinHandle<()>), ServerError> {
+    let listener = crate::metrics::bind(bind_to)
+        .await
+        .map_err(|source| ServerError::Bind {
+            address: bind_to.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().ok();
+    let task = tokio::spawn(crate::metrics::serve(
+        listener,
+        shared.clone(),
+        cancel.clone(),
+    ));
+    Ok((address, task))
+}
+
+/// Registers this server and each destination's member node, and races for
+/// every destination, until `shutdown` fires.
+fn join_the_races(
+    ha: &HaOptions,
+    shared: &ServerShared,
+    shutdown: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let mut members = vec![ha::nodes::server_member(&ha.address)];
+    for destination in shared.destinations.values() {
+        members.push(ha::nodes::destination_member(
+            destination.name(),
+            &ha.address,
+        ));
+        let election = Election::new(destination.clone(), ha.zk.clone(), &ha.address);
+        tasks.push(tokio::spawn(election.run(shutdown.clone())));
+    }
+    tasks.push(tokio::spawn(ha::membership::maintain(
+        ha.zk.clone(),
+        members,
+        shutdown.clone(),
+    )));
+    tasks
+}
+
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A destination could not start.
     #[error("destination {destination}: {source}")]
     Instance {
+        /// Which one.
         destination: String,
+        /// Why.
         source: instance::InstanceError,
     },
+    /// A port could not be bound.
     #[error("{0}")]
     Server(#[from] ServerError),
 }

@@ -120,12 +120,27 @@ struct Session {
 type End = String;
 
 impl Session {
+    /// Greets, authenticates, then answers requests until the session ends.
     async fn run<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
         incoming: &mut mpsc::Receiver<Incoming>,
         cancel: &CancellationToken,
     ) -> Result<(), End> {
+        let seed = self.greet(writer).await?;
+        let idle = self.authenticate(writer, incoming, &seed).await?;
+        loop {
+            let packet = match self.backlog.pop_front() {
+                Some(packet) => packet,
+                None => self.next_packet(writer, incoming, cancel, idle).await?,
+            };
+            self.handle(packet, writer, incoming, cancel).await?;
+        }
+    }
+
+    /// Sends the handshake; returns its seed, which the password is
+    /// scrambled with.
+    async fn greet<W: AsyncWrite + Unpin>(&self, writer: &mut W) -> Result<Vec<u8>, End> {
         let handshake = Handshake {
             seeds: crate::protocol::auth::new_seed().to_vec(),
             ..Default::default()
@@ -136,56 +151,41 @@ impl Session {
             &frame::server_packet(PacketType::Handshake, handshake.encode_to_vec()),
         )
         .await?;
+        Ok(seed)
+    }
 
+    /// Reads and checks CLIENTAUTHENTICATION (with the subscription a client
+    /// may put in it, as canal allows), then acknowledges it. Returns how
+    /// long the client may stay idle.
+    async fn authenticate<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        incoming: &mut mpsc::Receiver<Incoming>,
+        seed: &[u8],
+    ) -> Result<Duration, End> {
         let auth = match tokio::time::timeout(AUTH_TIMEOUT, incoming.recv()).await {
             Err(_) => return Err("no authentication within 60 s".into()),
             Ok(None) => return Err("closed before authenticating".into()),
             Ok(Some(Incoming::Broken(error))) => return Err(format!("broken frame: {error}")),
             Ok(Some(Incoming::Packet(packet))) => packet,
         };
-        if auth.r#type() != PacketType::Clientauthentication {
-            self.reply(
-                writer,
-                Failure::new(
-                    400,
-                    format!(
-                        "expected CLIENTAUTHENTICATION, got packet type: {}",
-                        type_name(&auth)
-                    ),
-                ),
-            )
-            .await?;
-            return Err("did not authenticate".into());
-        }
-        let auth = match ClientAuth::decode(auth.body.as_slice()) {
+        let auth = match client_auth(&auth) {
             Ok(auth) => auth,
-            Err(error) => {
-                self.reply(
-                    writer,
-                    Failure::new(400, format!("ClientAuth is not decodable: {error}")),
-                )
-                .await?;
-                return Err("undecodable ClientAuth".into());
+            Err((failure, end)) => {
+                self.reply(writer, failure).await?;
+                return Err(end.into());
             }
         };
         if !self
             .shared
             .credentials
-            .accepts(&auth.username, &auth.password, &seed)
+            .accepts(&auth.username, &auth.password, seed)
         {
             tracing::warn!(peer = %self.peer, user = %auth.username, "authentication failed");
-            self.reply(
-                writer,
-                Failure::new(400, format!("auth failed for user:{}", auth.username)),
-            )
-            .await?;
+            let failure = Failure::new(400, format!("auth failed for user:{}", auth.username));
+            self.reply(writer, failure).await?;
             return Err("authentication failed".into());
         }
-        let idle = match auth.net_read_timeout {
-            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
-            _ => DEFAULT_IDLE,
-        };
-        // Clients may subscribe in ClientAuth already (canal does this too).
         if !auth.destination.is_empty() && !auth.client_id.is_empty() {
             let sub = Sub {
                 destination: auth.destination.clone(),
@@ -199,36 +199,40 @@ impl Session {
         }
         self.write(writer, &frame::ack_ok()).await?;
         tracing::debug!(peer = %self.peer, user = %auth.username, "client authenticated");
+        Ok(match auth.net_read_timeout {
+            Some(ms) if ms > 0 => Duration::from_millis(ms as u64),
+            _ => DEFAULT_IDLE,
+        })
+    }
 
-        loop {
-            let packet = match self.backlog.pop_front() {
-                Some(packet) => packet,
-                None => {
-                    let next = tokio::select! {
-                        next = tokio::time::timeout(idle, incoming.recv()) => next,
-                        _ = cancel.cancelled() => return Err("server shutting down".into()),
-                        _ = any_stopped(&self.subscriptions) => {
-                            return Err("the destination stopped on this server".into())
-                        }
-                    };
-                    match next {
-                        Err(_) => return Err(format!("idle for {idle:?}")),
-                        Ok(None) => return Err("closed".into()),
-                        Ok(Some(Incoming::Broken(FrameError::Closed))) => {
-                            return Err("closed".into());
-                        }
-                        Ok(Some(Incoming::Broken(error))) => {
-                            tracing::warn!(peer = %self.peer, %error, "closing a connection that sent a bad frame");
-                            let _ = self
-                                .reply(writer, Failure::new(400, format!("bad frame: {error}")))
-                                .await;
-                            return Err(error.to_string());
-                        }
-                        Ok(Some(Incoming::Packet(packet))) => packet,
-                    }
-                }
-            };
-            self.handle(packet, writer, incoming, cancel).await?;
+    /// Waits for the client's next packet; ends the session when the
+    /// client idles out, leaves or breaks a frame, when the server shuts
+    /// down, or when a subscribed destination stops here.
+    async fn next_packet<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        incoming: &mut mpsc::Receiver<Incoming>,
+        cancel: &CancellationToken,
+        idle: Duration,
+    ) -> Result<Packet, End> {
+        let next = tokio::select! {
+            next = tokio::time::timeout(idle, incoming.recv()) => next,
+            _ = cancel.cancelled() => return Err("server shutting down".into()),
+            _ = any_stopped(&self.subscriptions) => {
+                return Err("the destination stopped on this server".into())
+            }
+        };
+        match next {
+            Err(_) => Err(format!("idle for {idle:?}")),
+            Ok(None) | Ok(Some(Incoming::Broken(FrameError::Closed))) => Err("closed".into()),
+            Ok(Some(Incoming::Broken(error))) => {
+                tracing::warn!(peer = %self.peer, %error, "closing a connection that sent a bad frame");
+                let _ = self
+                    .reply(writer, Failure::new(400, format!("bad frame: {error}")))
+                    .await;
+                Err(error.to_string())
+            }
+            Ok(Some(Incoming::Packet(packet))) => Ok(packet),
         }
     }
 
@@ -249,20 +253,14 @@ impl Session {
                     Ok(sub) => self.subscribe(&sub).await,
                     Err(error) => Err(undecodable("Sub", error)),
                 };
-                match outcome {
-                    Ok(()) => self.write(writer, &frame::ack_ok()).await,
-                    Err(failure) => self.reply(writer, failure).await,
-                }
+                self.answer(writer, outcome).await
             }
             PacketType::Unsubscription => {
                 let outcome = match Unsub::decode(body) {
                     Ok(unsub) => self.unsubscribe(&unsub).await,
                     Err(error) => Err(undecodable("Unsub", error)),
                 };
-                match outcome {
-                    Ok(()) => self.write(writer, &frame::ack_ok()).await,
-                    Err(failure) => self.reply(writer, failure).await,
-                }
+                self.answer(writer, outcome).await
             }
             PacketType::Get => {
                 let get = match Get::decode(body) {
@@ -278,16 +276,22 @@ impl Session {
                 }
             }
             PacketType::Clientack => {
-                match ClientAck::decode(body) {
+                let outcome = match ClientAck::decode(body) {
                     Ok(ack) => self.ack(&ack).await,
-                    Err(error) => self.pending = Some(undecodable("ClientAck", error)),
+                    Err(error) => Err(undecodable("ClientAck", error)),
+                };
+                if let Err(failure) = outcome {
+                    self.pending = Some(failure);
                 }
                 Ok(())
             }
             PacketType::Clientrollback => {
-                match ClientRollback::decode(body) {
+                let outcome = match ClientRollback::decode(body) {
                     Ok(rollback) => self.rollback(&rollback),
-                    Err(error) => self.pending = Some(undecodable("ClientRollback", error)),
+                    Err(error) => Err(undecodable("ClientRollback", error)),
+                };
+                if let Err(failure) = outcome {
+                    self.pending = Some(failure);
                 }
                 Ok(())
             }
@@ -308,14 +312,7 @@ impl Session {
         client_id: &str,
         request: &str,
     ) -> Result<(Arc<Instance>, ClientId), Failure> {
-        if destination.is_empty() || client_id.is_empty() {
-            return Err(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. {request}: destination: \"{destination}\" client_id: \"{client_id}\""
-                ),
-            ));
-        }
+        require_names(destination, client_id, request)?;
         let client = client_id.trim().parse::<ClientId>().map_err(|_| {
             Failure::new(
                 400,
@@ -431,70 +428,70 @@ impl Session {
         })
     }
 
-    async fn ack(&mut self, ack: &ClientAck) {
-        if ack.destination.is_empty() || ack.client_id.is_empty() {
-            self.pending = Some(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. Ack: destination: \"{}\" client_id: \"{}\"",
-                    ack.destination, ack.client_id
-                ),
-            ));
-            return;
-        }
+    /// Acknowledges a batch. ACK gets no reply: an error waits for the
+    /// next GET.
+    async fn ack(&self, ack: &ClientAck) -> Result<(), Failure> {
+        require_names(&ack.destination, &ack.client_id, "Ack")?;
         if ack.batch_id == -1 {
-            return;
+            return Ok(());
         }
         if ack.batch_id == 0 {
-            self.pending = Some(Failure::new(
+            return Err(Failure::new(
                 402,
                 format!(
                     "batchId should assign value. Ack: batch_id: {}",
                     ack.batch_id
                 ),
             ));
-            return;
         }
-        // Some clients ack or roll back before subscribing: ignore them.
-        if !self.subscribed(&ack.destination, &ack.client_id) {
-            return;
-        }
-        let (instance, client) = match self.target(&ack.destination, &ack.client_id, "Ack") {
-            Ok(target) => target,
-            Err(failure) => {
-                self.pending = Some(failure);
-                return;
-            }
+        let Some((instance, client)) =
+            self.subscribed_target(&ack.destination, &ack.client_id, "Ack")?
+        else {
+            return Ok(());
         };
-        if let Err(error) = instance.ack(client, ack.batch_id).await {
-            self.pending = Some(Failure::new(400, error.to_string()));
-        }
+        instance
+            .ack(client, ack.batch_id)
+            .await
+            .map_err(|error| Failure::new(400, error.to_string()))
     }
 
-    fn rollback(&mut self, rollback: &ClientRollback) {
-        if rollback.destination.is_empty() || rollback.client_id.is_empty() {
-            self.pending = Some(Failure::new(
-                401,
-                format!(
-                    "destination or clientId is null. Rollback: destination: \"{}\" client_id: \"{}\"",
-                    rollback.destination, rollback.client_id
-                ),
-            ));
-            return;
+    /// Rewinds a client. ROLLBACK gets no reply: an error waits for the
+    /// next GET.
+    fn rollback(&self, rollback: &ClientRollback) -> Result<(), Failure> {
+        require_names(&rollback.destination, &rollback.client_id, "Rollback")?;
+        let Some((instance, client)) =
+            self.subscribed_target(&rollback.destination, &rollback.client_id, "Rollback")?
+        else {
+            return Ok(());
+        };
+        instance
+            .rollback(client, rollback.batch_id)
+            .map_err(|error| Failure::new(400, error.to_string()))
+    }
+
+    /// The target of an ACK or ROLLBACK; `None` for a client that has not
+    /// subscribed, which some clients do and which is ignored.
+    fn subscribed_target(
+        &self,
+        destination: &str,
+        client_id: &str,
+        request: &str,
+    ) -> Result<Option<(Arc<Instance>, ClientId)>, Failure> {
+        if !self.subscribed(destination, client_id) {
+            return Ok(None);
         }
-        if !self.subscribed(&rollback.destination, &rollback.client_id) {
-            return;
-        }
-        let (instance, client) =
-            match self.target(&rollback.destination, &rollback.client_id, "Rollback") {
-                Ok(target) => target,
-                Err(failure) => {
-                    self.pending = Some(failure);
-                    return;
-                }
-            };
-        if let Err(error) = instance.rollback(client, rollback.batch_id) {
-            self.pending = Some(Failure::new(400, error.to_string()));
+        self.target(destination, client_id, request).map(Some)
+    }
+
+    /// ACK for a request that worked, canal's error ACK for one that did not.
+    async fn answer<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        outcome: Result<(), Failure>,
+    ) -> Result<(), End> {
+        match outcome {
+            Ok(()) => self.write(writer, &frame::ack_ok()).await,
+            Err(failure) => self.reply(writer, failure).await,
         }
     }
 
@@ -513,6 +510,38 @@ impl Session {
             .await
             .map_err(|e| format!("write failed: {e}"))
     }
+}
+
+/// canal's answer to a request without a destination or client id.
+fn require_names(destination: &str, client_id: &str, request: &str) -> Result<(), Failure> {
+    if destination.is_empty() || client_id.is_empty() {
+        return Err(Failure::new(
+            401,
+            format!(
+                "destination or clientId is null. {request}: destination: \"{destination}\" client_id: \"{client_id}\""
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The ClientAuth in the first packet; otherwise the error ACK to send and
+/// why the session ends.
+fn client_auth(packet: &Packet) -> Result<ClientAuth, (Failure, &'static str)> {
+    if packet.r#type() != PacketType::Clientauthentication {
+        let failure = Failure::new(
+            400,
+            format!(
+                "expected CLIENTAUTHENTICATION, got packet type: {}",
+                type_name(packet)
+            ),
+        );
+        return Err((failure, "did not authenticate"));
+    }
+    ClientAuth::decode(packet.body.as_slice()).map_err(|error| {
+        let failure = Failure::new(400, format!("ClientAuth is not decodable: {error}"));
+        (failure, "undecodable ClientAuth")
+    })
 }
 
 struct Subscription {

@@ -29,9 +29,13 @@ pub enum BatchMode {
 /// Store sizing and batching, from canal.properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreConfig {
+    /// At most this many entries held.
     pub capacity_events: usize,
+    /// At most this many bytes of serialized entries held.
     pub capacity_bytes: usize,
+    /// How a GET's size counts.
     pub batch_mode: BatchMode,
+    /// Bytes per unit in MEMSIZE mode.
     pub memunit: usize,
     /// A DDL entry is always alone in its batch.
     pub ddl_isolation: bool,
@@ -89,8 +93,10 @@ impl Wait {
 /// Why a store operation could not be done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The destination stopped here.
     #[error("the store is closed")]
     Closed,
+    /// An ack or rollback canal refuses.
     #[error("{0}")]
     Ack(#[from] AckError),
 }
@@ -106,6 +112,7 @@ pub struct EventStore {
 }
 
 impl EventStore {
+    /// An empty store.
     pub fn new(config: StoreConfig) -> Self {
         EventStore {
             state: Mutex::new(StoreState::new(config)),
@@ -128,25 +135,50 @@ impl EventStore {
     /// Adds an event, waiting while the store is full.
     pub async fn put(&self, event: StoredEvent) -> Result<(), StoreError> {
         let mut event = Some(event);
+        self.when_ready(&self.freed, None, |state| {
+            if !state.has_room_for(event.as_ref().map_or(0, |e| e.bytes.len())) {
+                return None;
+            }
+            if let Some(event) = event.take() {
+                state.push(event);
+            }
+            Some(Ok(()))
+        })
+        .await?;
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
+    /// Runs `attempt` under the lock until it gives a result, waiting for
+    /// `wake` in between (until `deadline`, when there is one: `attempt`
+    /// then runs once more and must decide). A closed store ends the wait.
+    async fn when_ready<T>(
+        &self,
+        wake: &Notify,
+        deadline: Option<tokio::time::Instant>,
+        mut attempt: impl FnMut(&mut StoreState) -> Option<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
+            // Registered before looking, so a wake-up between the look and
+            // the wait is not lost.
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             {
                 let mut state = self.lock();
                 if state.is_closed() {
                     return Err(StoreError::Closed);
                 }
-                if state.has_room_for(event.as_ref().map_or(0, |e| e.bytes.len())) {
-                    if let Some(event) = event.take() {
-                        state.push(event);
-                    }
-                    drop(state);
-                    self.arrived.notify_waiters();
-                    return Ok(());
+                if let Some(result) = attempt(&mut state) {
+                    return result;
                 }
             }
-            freed.await;
+            match deadline {
+                Some(deadline) => {
+                    let _ = tokio::time::timeout_at(deadline, woken).await;
+                }
+                None => woken.await,
+            }
         }
     }
 
@@ -156,11 +188,13 @@ impl EventStore {
         self.lock().subscribe(client, after);
     }
 
+    /// Forgets a client; what only it held can leave.
     pub fn unsubscribe(&self, client: ClientId) {
         self.lock().unsubscribe(client);
         self.freed.notify_waiters();
     }
 
+    /// Whether `client` is subscribed.
     pub fn is_subscribed(&self, client: ClientId) -> bool {
         self.lock().is_subscribed(client)
     }
@@ -177,28 +211,16 @@ impl EventStore {
             Wait::Up(duration) => Some(tokio::time::Instant::now() + duration),
             _ => None,
         };
-        loop {
-            let arrived = self.arrived.notified();
-            tokio::pin!(arrived);
-            arrived.as_mut().enable();
-            {
-                let mut state = self.lock();
-                if state.is_closed() {
-                    return Err(StoreError::Closed);
-                }
-                let full = state.has_full_batch(client, fetch_size);
-                let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-                if full || wait == Wait::None || expired {
-                    return Ok(state.take_batch(client, fetch_size)?);
-                }
-            }
-            match deadline {
-                Some(deadline) => {
-                    let _ = tokio::time::timeout_at(deadline, arrived).await;
-                }
-                None => arrived.await,
-            }
-        }
+        self.when_ready(&self.arrived, deadline, |state| {
+            let full = state.has_full_batch(client, fetch_size);
+            let expired = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            (full || wait == Wait::None || expired).then(|| {
+                state
+                    .take_batch(client, fetch_size)
+                    .map_err(StoreError::from)
+            })
+        })
+        .await
     }
 
     /// Acknowledges the oldest outstanding batch; returns the cursor it moves

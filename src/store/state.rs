@@ -21,6 +21,7 @@ pub struct StoredEvent {
     pub bytes: Bytes,
     /// The event's start position, with time, server id and GTID.
     pub position: LogPosition,
+    /// What the entry is (row change, transaction marker, DDL, ...).
     pub kind: ChangeKind,
     /// The header event type (DDL kinds, QUERY for other statements).
     pub event_type: EventType,
@@ -48,6 +49,7 @@ impl StoredEvent {
 /// which canal persists with `included=false`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
+    /// The acknowledged event's start.
     pub position: LogPosition,
 }
 
@@ -55,13 +57,16 @@ pub struct Cursor {
 /// starts at the minimum cursor of all clients).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumePoint {
+    /// The client's cursor from an earlier run.
     pub position: LogPosition,
 }
 
 /// A batch handed to a client.
 #[derive(Debug, Clone)]
 pub struct Batch {
+    /// The batch id the client acks or rolls back with.
     pub id: i64,
+    /// The serialized entries.
     pub entries: Vec<Bytes>,
 }
 
@@ -69,13 +74,36 @@ pub struct Batch {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
     #[error("ack error , clientId:{client} batchId:{batch} is not exist , please check")]
-    AckUnknown { client: ClientId, batch: i64 },
+    /// An ack of a batch the client does not hold.
+    AckUnknown {
+        /// The client.
+        client: ClientId,
+        /// The batch id given.
+        batch: i64,
+    },
     #[error("rollback error, clientId:{client} batchId:{batch} is not exist , please check")]
-    RollbackUnknown { client: ClientId, batch: i64 },
+    /// A rollback of a batch the client does not hold.
+    RollbackUnknown {
+        /// The client.
+        client: ClientId,
+        /// The batch id given.
+        batch: i64,
+    },
     #[error("batchId:{batch} is not the firstly:{first}")]
-    NotFirst { batch: i64, first: i64 },
+    /// An ack or rollback of a batch that is not the oldest outstanding.
+    NotFirst {
+        /// The batch id given.
+        batch: i64,
+        /// The oldest outstanding batch.
+        first: i64,
+    },
     #[error("clientId:{client} should subscribe first")]
-    NotSubscribed { client: ClientId },
+    /// A request from a client that did not subscribe.
+    NotSubscribed {
+        /// The client.
+        client: ClientId,
+    },
+    /// The store is closed.
     #[error("the store is closed")]
     Closed,
 }
@@ -95,6 +123,31 @@ struct ClientState {
     batches: VecDeque<OpenBatch>,
     next_batch_id: i64,
     resume: Option<ResumePoint>,
+}
+
+impl ClientState {
+    /// canal acks and rolls back the oldest outstanding batch only: `Ok`
+    /// when `batch_id` is it; `NotFirst` for a newer one; `unknown()` for
+    /// one the client does not hold.
+    fn check_oldest(
+        &self,
+        batch_id: i64,
+        unknown: impl FnOnce() -> AckError,
+    ) -> Result<(), AckError> {
+        let Some(first) = self.batches.front() else {
+            return Err(unknown());
+        };
+        if first.id == batch_id {
+            Ok(())
+        } else if self.batches.iter().any(|b| b.id == batch_id) {
+            Err(AckError::NotFirst {
+                batch: batch_id,
+                first: first.id,
+            })
+        } else {
+            Err(unknown())
+        }
+    }
 }
 
 /// Events, client positions and batches of one destination.
@@ -118,6 +171,7 @@ fn before(a: &LogPosition, b: &LogPosition) -> bool {
 }
 
 impl StoreState {
+    /// An empty store state.
     pub fn new(config: StoreConfig) -> Self {
         StoreState {
             config,
@@ -130,6 +184,7 @@ impl StoreState {
         }
     }
 
+    /// Its sizing and batching.
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }
@@ -143,6 +198,7 @@ impl StoreState {
         self.events.len()
     }
 
+    /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
     }
@@ -154,10 +210,12 @@ impl StoreState {
             .map_or(0, |first| self.put_bytes - first)
     }
 
+    /// Whether the store was closed.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
+    /// Refuses further puts and gets.
     pub fn close(&mut self) {
         self.closed = true;
     }
@@ -172,12 +230,14 @@ impl StoreState {
             && self.bytes() + size as u64 <= self.config.capacity_bytes as u64
     }
 
+    /// Appends an event (after [`Self::has_room_for`]).
     pub fn push(&mut self, event: StoredEvent) {
         self.offsets.push_back(self.put_bytes);
         self.put_bytes += event.bytes.len() as u64;
         self.events.push_back(event);
     }
 
+    /// Registers a client at the oldest held event (idempotent); `after` skips what it acknowledged in an earlier run.
     pub fn subscribe(&mut self, client: ClientId, after: Option<ResumePoint>) {
         let start = self.base;
         self.clients.entry(client).or_insert(ClientState {
@@ -189,15 +249,18 @@ impl StoreState {
         });
     }
 
+    /// Forgets a client; what only it held leaves.
     pub fn unsubscribe(&mut self, client: ClientId) {
         self.clients.remove(&client);
         self.evict();
     }
 
+    /// Whether `client` is subscribed.
     pub fn is_subscribed(&self, client: ClientId) -> bool {
         self.clients.contains_key(&client)
     }
 
+    /// The subscribed clients, in id order.
     pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
         self.clients.keys().copied()
     }
@@ -345,25 +408,10 @@ impl StoreState {
             .clients
             .get_mut(&client)
             .ok_or(AckError::NotSubscribed { client })?;
-        let Some(first) = state.batches.front() else {
-            return Err(AckError::AckUnknown {
-                client,
-                batch: batch_id,
-            });
-        };
-        if first.id != batch_id {
-            return Err(if state.batches.iter().any(|b| b.id == batch_id) {
-                AckError::NotFirst {
-                    batch: batch_id,
-                    first: first.id,
-                }
-            } else {
-                AckError::AckUnknown {
-                    client,
-                    batch: batch_id,
-                }
-            });
-        }
+        state.check_oldest(batch_id, || AckError::AckUnknown {
+            client,
+            batch: batch_id,
+        })?;
         let batch = state.batches.pop_front().ok_or(AckError::AckUnknown {
             client,
             batch: batch_id,
@@ -383,25 +431,10 @@ impl StoreState {
             .get_mut(&client)
             .ok_or(AckError::NotSubscribed { client })?;
         if batch_id != 0 {
-            let Some(first) = state.batches.front() else {
-                return Err(AckError::RollbackUnknown {
-                    client,
-                    batch: batch_id,
-                });
-            };
-            if first.id != batch_id {
-                return Err(if state.batches.iter().any(|b| b.id == batch_id) {
-                    AckError::NotFirst {
-                        batch: batch_id,
-                        first: first.id,
-                    }
-                } else {
-                    AckError::RollbackUnknown {
-                        client,
-                        batch: batch_id,
-                    }
-                });
-            }
+            state.check_oldest(batch_id, || AckError::RollbackUnknown {
+                client,
+                batch: batch_id,
+            })?;
         }
         state.batches.clear();
         state.read = state.acked;

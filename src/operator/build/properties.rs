@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{KeyScope, key_scope};
+use crate::config::{KeyScope, KeyScopeError, key_scope};
 use crate::operator::crd::{BatchMode, CanalInstance, CanalInstanceSpec};
 
 /// The two files, as the ConfigMap carries them.
@@ -82,8 +82,8 @@ pub enum ExtraPropertyError {
     /// canal-server does not act on the key: why (unknown, with the
     /// closest known key, or accepted without effect), in the words of the
     /// configuration's key table.
-    #[error("{0}")]
-    NotForCanalServer(String),
+    #[error(transparent)]
+    NotForCanalServer(#[from] KeyScopeError),
 }
 
 /// Where an extra property goes, or why it is refused.
@@ -94,9 +94,7 @@ pub fn check_extra_property(key: &str) -> Result<KeyScope, ExtraPropertyError> {
             field,
         });
     }
-    // `to_string` keeps this line right whether the key table's error is
-    // a sentence or a typed error: only its words reach the user.
-    key_scope(key).map_err(|why| ExtraPropertyError::NotForCanalServer(why.to_string()))
+    Ok(key_scope(key)?)
 }
 
 /// Both files for `instance`: the managed keys from the spec, then the
