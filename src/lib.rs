@@ -29,6 +29,8 @@
 //! - [`operator`]: the Kubernetes controller for `CanalInstance` resources.
 //! - [`telemetry`]: logging setup shared by the binaries.
 
+#![warn(missing_docs)]
+
 pub mod binlog;
 pub mod client;
 pub mod config;
