@@ -19,7 +19,7 @@ use canal::{
     binlog::position::{LogPosition, StartPosition},
     client::{CanalClient, Login, Received},
     cursor::json::{self, CursorRecord},
-    ha::{HaSettings, ZkSession, session::DigestAuth},
+    ha::{HaSettings, ZkSession, zk_session::DigestAuth},
     operator::zookeeper::{
         ClientCursor, DestinationView, FENCE_GRACE, Observation, ObservedKey, Observer,
         ObserverSettings, RESET_ADDRESS, ZkAdminError, delete_destination, reset_cursors,

@@ -344,7 +344,7 @@ impl fmt::Display for GtidState {
 /// MySQL's serialization-library variable-length integer (tagged GTID
 /// formats): the count of trailing one bits in the first byte says how many
 /// more bytes follow.
-fn read_varlen_u64(cursor: &mut super::cursor::Cursor<'_>) -> Option<u64> {
+fn read_varlen_u64(cursor: &mut super::bytes::ByteReader<'_>) -> Option<u64> {
     let first = *cursor.rest().first()?;
     let extra = first.trailing_ones() as usize;
     if extra == 8 {
@@ -360,7 +360,7 @@ fn read_varlen_u64(cursor: &mut super::cursor::Cursor<'_>) -> Option<u64> {
 /// Counts are checked against the bytes present before anything is
 /// allocated, so a corrupt event is an error, not an allocation failure.
 pub fn parse_previous_gtids(body: &[u8]) -> Option<MysqlGtidSet> {
-    let mut cursor = super::cursor::Cursor::new(body);
+    let mut cursor = super::bytes::ByteReader::new(body);
     let header = cursor.u64_le()?;
     let tagged = (header >> 56) != 0;
     let sids = if tagged {

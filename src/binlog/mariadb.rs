@@ -1,7 +1,7 @@
 //! MariaDB-only event bodies (types 160-164), which mysql_common does not
 //! parse: GTID, GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS.
 
-use super::{cursor::Cursor, gtid::MariadbGtid};
+use super::{bytes::ByteReader, gtid::MariadbGtid};
 
 /// The GTID event that opens every MariaDB event group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +28,7 @@ impl MariadbGtidEvent {
 
     /// Parses the body of a GTID event written by `server_id`.
     pub fn parse(body: &[u8], server_id: u32) -> Option<Self> {
-        let mut cursor = Cursor::new(body);
+        let mut cursor = ByteReader::new(body);
         let sequence = cursor.u64_le()?;
         let domain = cursor.u32_le()?;
         let flags = cursor.u8()?;
@@ -49,7 +49,7 @@ impl MariadbGtidEvent {
 /// GTID_LIST: the last GTID of each domain before this point (start of every
 /// binlog file, and sent by the server when a GTID dump starts).
 pub fn parse_gtid_list(body: &[u8]) -> Option<Vec<MariadbGtid>> {
-    let mut cursor = Cursor::new(body);
+    let mut cursor = ByteReader::new(body);
     let count = cursor.u32_le()? & 0x0fff_ffff;
     // Each entry is 16 bytes; a count beyond the body is corrupt.
     if count as usize > cursor.remaining() / 16 {

@@ -4,9 +4,9 @@
 //! Knows nothing of ZooKeeper or clients. Reads a live stream or a binlog
 //! file through the same decoder.
 
+pub mod bytes;
 pub mod change;
 pub mod charset;
-pub mod cursor;
 pub mod ddl;
 pub mod decimal;
 pub mod decode;
@@ -16,7 +16,7 @@ pub mod filter;
 pub mod gtid;
 pub mod guard;
 pub mod javafmt;
-pub mod json;
+pub mod json_binary;
 pub mod mariadb;
 pub mod position;
 pub mod replica;

@@ -4,8 +4,8 @@
 use prost::encoding::encoded_len_varint;
 
 use super::{
-    cursor::Cursor,
-    json::Json,
+    bytes::ByteReader,
+    json_binary::Json,
     table::{ColumnMeta, TableMeta, WireType},
     value::{ValueError, ValueOptions, apply_json_diff, decode_value},
 };
@@ -122,7 +122,7 @@ fn bit(bitmap: &[u8], index: usize) -> bool {
 /// (MySQL 5.1.x before 5.1.4 only).
 pub fn parse_rows_body(data: &[u8], layout: RowsLayout) -> Result<RowsEventBody<'_>, RowsError> {
     let RowsLayout { kind, v2, partial } = layout;
-    let mut cursor = Cursor::new(data);
+    let mut cursor = ByteReader::new(data);
     let short = RowsError::Malformed("ends inside the post-header");
     let table_id = cursor.uint_le(6).ok_or(short.clone())?;
     let _flags = cursor.u16_le().ok_or(short.clone())?;
@@ -314,7 +314,7 @@ pub fn encode_rows(
             table_map: table.columns.len(),
         });
     }
-    let mut cursor = Cursor::new(body.rows);
+    let mut cursor = ByteReader::new(body.rows);
     let mut written = RowsWritten::default();
     let mut image = ImageWriter {
         table,
@@ -396,7 +396,7 @@ impl ImageWriter<'_> {
     fn write(
         &mut self,
         present: &[u8],
-        cursor: &mut Cursor<'_>,
+        cursor: &mut ByteReader<'_>,
         role: Role,
         row: usize,
     ) -> Result<(), RowsError> {
@@ -476,7 +476,7 @@ impl ImageWriter<'_> {
     /// JSON diffs are used, one bit per JSON column of the table.
     fn partial_json_bits<'a>(
         &self,
-        cursor: &mut Cursor<'a>,
+        cursor: &mut ByteReader<'a>,
         row: usize,
     ) -> Result<Option<&'a [u8]>, RowsError> {
         let options = cursor
@@ -499,7 +499,7 @@ impl ImageWriter<'_> {
     fn decode_column(
         &mut self,
         meta: &ColumnMeta,
-        cursor: &mut Cursor<'_>,
+        cursor: &mut ByteReader<'_>,
         at: ValueAt,
         diff: bool,
     ) -> Result<i32, RowsError> {

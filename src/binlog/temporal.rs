@@ -9,7 +9,7 @@
 
 use jiff::tz::TimeZone;
 
-use super::{cursor::Cursor, text::push_padded};
+use super::{bytes::ByteReader, text::push_padded};
 
 /// Bytes of fractional seconds for a given precision.
 pub fn fraction_bytes(fsp: u8) -> usize {
@@ -51,14 +51,14 @@ fn push_clock(out: &mut String, hour: u64, minute: u64, second: u64) {
 }
 
 /// DATE: 3 bytes little-endian, `day | month << 5 | year << 9`.
-pub fn date(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
+pub fn date(cursor: &mut ByteReader<'_>, out: &mut String) -> Option<()> {
     let packed = cursor.uint_le(3)?;
     push_date(out, packed >> 9, (packed >> 5) & 0x0f, packed & 0x1f);
     Some(())
 }
 
 /// YEAR: one byte, years since 1900; 0 is the zero year `0000`.
-pub fn year(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
+pub fn year(cursor: &mut ByteReader<'_>, out: &mut String) -> Option<()> {
     let offset = cursor.u8()?;
     if offset == 0 {
         out.push_str("0000");
@@ -69,7 +69,7 @@ pub fn year(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
 }
 
 /// DATETIME (old): 8 bytes little-endian holding the decimal YYYYMMDDhhmmss.
-pub fn datetime_v1(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
+pub fn datetime_v1(cursor: &mut ByteReader<'_>, out: &mut String) -> Option<()> {
     let value = cursor.u64_le()?;
     let (date, time) = (value / 1_000_000, value % 1_000_000);
     push_date(out, date / 10_000, date / 100 % 100, date % 100);
@@ -80,7 +80,7 @@ pub fn datetime_v1(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
 
 /// Reads the fractional part that follows a DATETIME2/TIMESTAMP2 value, in
 /// microseconds.
-fn unsigned_fraction(cursor: &mut Cursor<'_>, fsp: u8) -> Option<u64> {
+fn unsigned_fraction(cursor: &mut ByteReader<'_>, fsp: u8) -> Option<u64> {
     Some(match fsp {
         0 => 0,
         1 | 2 => cursor.uint_be(1)? * 10_000,
@@ -90,7 +90,7 @@ fn unsigned_fraction(cursor: &mut Cursor<'_>, fsp: u8) -> Option<u64> {
 }
 
 /// DATETIME2: 5 bytes big-endian, offset by 2^39, then the fraction.
-pub fn datetime_v2(cursor: &mut Cursor<'_>, fsp: u8, out: &mut String) -> Option<()> {
+pub fn datetime_v2(cursor: &mut ByteReader<'_>, fsp: u8, out: &mut String) -> Option<()> {
     const OFFSET: i64 = 0x80_0000_0000;
     let packed = cursor.uint_be(5)? as i64 - OFFSET;
     let micros = unsigned_fraction(cursor, fsp)?;
@@ -136,7 +136,7 @@ fn push_epoch_seconds(out: &mut String, seconds: u64, zone: &TimeZone) {
 }
 
 /// TIMESTAMP (old): 4 bytes little-endian seconds since the epoch.
-pub fn timestamp_v1(cursor: &mut Cursor<'_>, zone: &TimeZone, out: &mut String) -> Option<()> {
+pub fn timestamp_v1(cursor: &mut ByteReader<'_>, zone: &TimeZone, out: &mut String) -> Option<()> {
     let seconds = cursor.uint_le(4)?;
     push_epoch_seconds(out, seconds, zone);
     Some(())
@@ -144,7 +144,7 @@ pub fn timestamp_v1(cursor: &mut Cursor<'_>, zone: &TimeZone, out: &mut String) 
 
 /// TIMESTAMP2: 4 bytes big-endian seconds, then the fraction.
 pub fn timestamp_v2(
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     fsp: u8,
     zone: &TimeZone,
     out: &mut String,
@@ -157,7 +157,7 @@ pub fn timestamp_v2(
 }
 
 /// TIME (old): 3 bytes little-endian signed, the decimal [-]HHMMSS.
-pub fn time_v1(cursor: &mut Cursor<'_>, out: &mut String) -> Option<()> {
+pub fn time_v1(cursor: &mut ByteReader<'_>, out: &mut String) -> Option<()> {
     let raw = cursor.uint_le(3)? as i64;
     let value = if raw & 0x80_0000 != 0 {
         raw - 0x100_0000
@@ -183,7 +183,7 @@ const TIME2_INT_OFFSET: i64 = 0x80_0000;
 /// microseconds below the packed hour/minute/second (the fraction times
 /// `to_micros`), undoing the borrow negative values store.
 #[inline]
-fn time2_packed(cursor: &mut Cursor<'_>, frac_bytes: usize, to_micros: i64) -> Option<i64> {
+fn time2_packed(cursor: &mut ByteReader<'_>, frac_bytes: usize, to_micros: i64) -> Option<i64> {
     let mut int_part = cursor.uint_be(3)? as i64 - TIME2_INT_OFFSET;
     let mut frac = cursor.uint_be(frac_bytes)? as i64;
     if int_part < 0 && frac != 0 {
@@ -198,7 +198,7 @@ fn time2_packed(cursor: &mut Cursor<'_>, frac_bytes: usize, to_micros: i64) -> O
 /// "borrowed" from the next second, so the two parts are combined into one
 /// signed microsecond count before printing (this is where some decoders
 /// overflow on TIME(1)/TIME(2), e.g. `-507:48:27.5`).
-pub fn time_v2(cursor: &mut Cursor<'_>, fsp: u8, out: &mut String) -> Option<()> {
+pub fn time_v2(cursor: &mut ByteReader<'_>, fsp: u8, out: &mut String) -> Option<()> {
     let packed: i64 = match fsp {
         0 => (cursor.uint_be(3)? as i64 - TIME2_INT_OFFSET) << 24,
         1 | 2 => time2_packed(cursor, 1, 10_000)?,
@@ -220,9 +220,9 @@ pub fn time_v2(cursor: &mut Cursor<'_>, fsp: u8, out: &mut String) -> Option<()>
 mod tests {
     use super::*;
 
-    fn render(bytes: &[u8], f: impl Fn(&mut Cursor<'_>, &mut String) -> Option<()>) -> String {
+    fn render(bytes: &[u8], f: impl Fn(&mut ByteReader<'_>, &mut String) -> Option<()>) -> String {
         let mut out = String::new();
-        let mut cursor = Cursor::new(bytes);
+        let mut cursor = ByteReader::new(bytes);
         f(&mut cursor, &mut out).expect("enough bytes");
         assert!(cursor.is_empty(), "value consumed exactly its bytes");
         out
@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(render(&[155], year), "2055");
     }
 
-    fn date_fn(c: &mut Cursor<'_>, o: &mut String) -> Option<()> {
+    fn date_fn(c: &mut ByteReader<'_>, o: &mut String) -> Option<()> {
         date(c, o)
     }
 }

@@ -3,10 +3,10 @@
 use jiff::tz::TimeZone;
 
 use super::{
+    bytes::ByteReader,
     charset::push_latin1,
-    cursor::Cursor,
     decimal, javafmt,
-    json::{self, Json},
+    json_binary::{self, Json},
     table::{ColumnMeta, WireType},
     temporal,
     text::push_int,
@@ -41,7 +41,7 @@ pub enum ValueError {
     Decimal(#[from] decimal::DecimalError),
     /// A JSON value does not decode.
     #[error("{0}")]
-    Json(#[from] json::JsonError),
+    Json(#[from] json_binary::JsonError),
     /// A string is longer than its column allows.
     #[error("value length {length} exceeds the column's maximum {max}")]
     TooLong {
@@ -73,7 +73,7 @@ fn need<T>(value: Option<T>) -> Result<T, ValueError> {
 }
 
 /// Reads a little-endian length prefix of `bytes` bytes.
-fn length_prefix(cursor: &mut Cursor<'_>, bytes: u8) -> Result<usize, ValueError> {
+fn length_prefix(cursor: &mut ByteReader<'_>, bytes: u8) -> Result<usize, ValueError> {
     let length = need(cursor.uint_le(usize::from(bytes)))?;
     usize::try_from(length).map_err(|_| ValueError::Truncated)
 }
@@ -82,7 +82,7 @@ fn length_prefix(cursor: &mut Cursor<'_>, bytes: u8) -> Result<usize, ValueError
 /// for the parsed JSON document to be returned too.
 pub fn decode_value(
     column: &ColumnMeta,
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     options: &ValueOptions,
     keep_json: bool,
     out: &mut String,
@@ -161,7 +161,7 @@ pub fn decode_value(
 
 /// The bytes of a value stored after a `len_bytes` length prefix.
 #[inline]
-fn prefixed_bytes<'a>(cursor: &mut Cursor<'a>, len_bytes: u8) -> Result<&'a [u8], ValueError> {
+fn prefixed_bytes<'a>(cursor: &mut ByteReader<'a>, len_bytes: u8) -> Result<&'a [u8], ValueError> {
     let length = length_prefix(cursor, len_bytes)?;
     need(cursor.take(length))
 }
@@ -171,8 +171,8 @@ fn json_value(bytes: &[u8], out: &mut String) -> Result<Option<Json>, ValueError
     if bytes.is_empty() {
         return Ok(None);
     }
-    let document = json::parse(bytes)?;
-    json::render(&document, out);
+    let document = json_binary::parse(bytes)?;
+    json_binary::render(&document, out);
     Ok(Some(document))
 }
 
@@ -180,7 +180,7 @@ fn json_value(bytes: &[u8], out: &mut String) -> Result<Option<Json>, ValueError
 /// value is above the signed maximum.
 #[inline]
 fn integer(
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     bytes: usize,
     unsigned: bool,
     out: &mut String,
@@ -206,7 +206,7 @@ fn integer(
 #[inline]
 fn string(
     column: &ColumnMeta,
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     max_bytes: u16,
     out: &mut String,
 ) -> Result<usize, ValueError> {
@@ -228,7 +228,7 @@ fn string(
 #[inline]
 fn labelled(
     column: &ColumnMeta,
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     pack_len: u8,
     options: &ValueOptions,
     out: &mut String,
@@ -268,21 +268,21 @@ fn push_set_labels(labels: &[String], mask: u64, out: &mut String) {
 /// `partial_text` is set.
 pub fn apply_json_diff(
     column: &ColumnMeta,
-    cursor: &mut Cursor<'_>,
+    cursor: &mut ByteReader<'_>,
     before: Option<&Json>,
     out: &mut String,
 ) -> Result<Decoded, ValueError> {
     let WireType::Json { len_bytes } = column.wire else {
-        return Err(ValueError::Json(json::JsonError::Malformed(
+        return Err(ValueError::Json(json_binary::JsonError::Malformed(
             "partial update of a non-JSON column",
         )));
     };
-    let diffs = json::parse_diffs(prefixed_bytes(cursor, len_bytes)?)?;
+    let diffs = json_binary::parse_diffs(prefixed_bytes(cursor, len_bytes)?)?;
     match before {
         Some(before) => {
             let mut document = before.clone();
-            json::apply_diffs(&mut document, &diffs)?;
-            json::render(&document, out);
+            json_binary::apply_diffs(&mut document, &diffs)?;
+            json_binary::render(&document, out);
             Ok(Decoded {
                 above_signed_max: false,
                 json: Some(document),
@@ -290,7 +290,7 @@ pub fn apply_json_diff(
             })
         }
         None => {
-            json::render_diff_calls(&column.name, &diffs, out);
+            json_binary::render_diff_calls(&column.name, &diffs, out);
             Ok(Decoded {
                 above_signed_max: false,
                 json: None,
@@ -325,7 +325,7 @@ mod tests {
     }
 
     fn render(column: &ColumnMeta, bytes: &[u8], options: &ValueOptions) -> (String, bool) {
-        let mut cursor = Cursor::new(bytes);
+        let mut cursor = ByteReader::new(bytes);
         let mut out = String::new();
         let decoded = decode_value(column, &mut cursor, options, false, &mut out).unwrap();
         assert!(cursor.is_empty(), "consumed exactly the value");
@@ -401,14 +401,14 @@ mod tests {
         let s = column(WireType::VarString { max_bytes: 3 }, false, Charset::Utf8);
         let mut out = String::new();
         assert!(matches!(
-            decode_value(&s, &mut Cursor::new(&[9, b'a']), &o, false, &mut out),
+            decode_value(&s, &mut ByteReader::new(&[9, b'a']), &o, false, &mut out),
             Err(ValueError::TooLong { .. })
         ));
         let b = column(WireType::Blob { len_bytes: 4 }, false, Charset::Binary);
         assert_eq!(
             decode_value(
                 &b,
-                &mut Cursor::new(&[0xff, 0xff, 0xff, 0x7f, 1]),
+                &mut ByteReader::new(&[0xff, 0xff, 0xff, 0x7f, 1]),
                 &o,
                 false,
                 &mut out

@@ -79,7 +79,7 @@ pub struct ZookeeperConfig {
     /// `canal.zookeeper.auth` (not a canal key): `user:password` for
     /// ZooKeeper's digest scheme, sent with every session. Hidden from
     /// `Debug` and error messages.
-    pub auth: Option<crate::ha::session::DigestAuth>,
+    pub auth: Option<crate::ha::zk_session::DigestAuth>,
 }
 
 /// Server-wide settings.
@@ -269,7 +269,9 @@ pub const ZOOKEEPER_AUTH_KEY: &str = "canal.zookeeper.auth";
 
 /// `canal.zookeeper.auth`; a malformed value is reported without echoing
 /// it, as it holds a password.
-fn zookeeper_auth(layers: &Layers) -> Result<Option<crate::ha::session::DigestAuth>, ConfigError> {
+fn zookeeper_auth(
+    layers: &Layers,
+) -> Result<Option<crate::ha::zk_session::DigestAuth>, ConfigError> {
     let Some(setting) = layers.get(ZOOKEEPER_AUTH_KEY)? else {
         return Ok(None);
     };
@@ -277,7 +279,7 @@ fn zookeeper_auth(layers: &Layers) -> Result<Option<crate::ha::session::DigestAu
     if text.is_empty() {
         return Ok(None);
     }
-    crate::ha::session::DigestAuth::parse(text)
+    crate::ha::zk_session::DigestAuth::parse(text)
         .map(Some)
         .ok_or_else(|| ConfigError::Invalid {
             key: setting.key.clone(),

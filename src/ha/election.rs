@@ -14,7 +14,7 @@ use super::{
     HaStatus, Role,
     lease::Lease,
     nodes::{self, ServerRunning},
-    session::ZkSession,
+    zk_session::ZkSession,
 };
 
 /// Whether a failure may pass by itself, so trying again can help, or

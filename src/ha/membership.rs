@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Client, Error as ZkError};
 
-use super::{nodes, session::ZkSession};
+use super::{nodes, zk_session::ZkSession};
 
 /// Keeps `paths` registered until `shutdown`, then deletes them.
 pub async fn maintain(zk: Arc<ZkSession>, paths: Vec<String>, shutdown: CancellationToken) {

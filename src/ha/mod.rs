@@ -11,15 +11,15 @@ pub mod election;
 pub mod lease;
 pub mod membership;
 pub mod nodes;
-pub mod session;
-pub mod status;
+pub mod role;
+pub mod zk_session;
 
 use std::time::Duration;
 
 pub use election::{ActivationError, Candidate, Election, FailureKind};
 pub use lease::Lease;
-pub use session::ZkSession;
-pub use status::{HaStatus, Role};
+pub use role::{HaStatus, Role};
+pub use zk_session::ZkSession;
 
 /// Timing of the race, from `canal.zookeeper.*`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,11 +1,11 @@
 //! The canal server: destinations (instances) and the TCP listener that
 //! serves canal clients.
 
+pub mod client_session;
 pub mod destination;
 pub mod instance;
 mod live;
 mod pipeline;
-pub mod session;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -63,7 +63,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<ServerShared>, cancel: Can
             Ok((stream, peer)) => {
                 let shared = shared.clone();
                 let cancel = cancel.clone();
-                sessions.spawn(session::serve(stream, peer, shared, cancel));
+                sessions.spawn(client_session::serve(stream, peer, shared, cancel));
             }
             Err(error) => {
                 // Out of file descriptors and the like: wait instead of spinning.

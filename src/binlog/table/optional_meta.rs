@@ -11,7 +11,7 @@ use mysql_common::{
 };
 
 use super::WireType;
-use crate::binlog::cursor::Cursor;
+use crate::binlog::bytes::ByteReader;
 
 /// ENUM/SET labels, geometry types and vector dimensions, in column order
 /// within each type, handed out to the columns of that type one by one.
@@ -100,7 +100,7 @@ pub fn check_table_map_body(data: &[u8]) -> Result<(), &'static str> {
     const SET_STR_VALUE: u8 = 5;
     const ENUM_STR_VALUE: u8 = 6;
     let truncated = "table map is truncated";
-    let mut cursor = Cursor::new(data);
+    let mut cursor = ByteReader::new(data);
     cursor.skip(6 + 2).ok_or(truncated)?;
     for _ in 0..2 {
         let len = usize::from(cursor.u8().ok_or(truncated)?);
@@ -127,7 +127,7 @@ pub fn check_table_map_body(data: &[u8]) -> Result<(), &'static str> {
 /// Every ENUM/SET label count fits in the field that holds the labels.
 fn check_label_counts(value: &[u8]) -> Result<(), &'static str> {
     let truncated = "table map is truncated";
-    let mut labels = Cursor::new(value);
+    let mut labels = ByteReader::new(value);
     while !labels.is_empty() {
         let count = labels.lenenc_int().ok_or(truncated)?;
         // Every label takes at least its one-byte length.

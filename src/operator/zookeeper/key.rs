@@ -1,7 +1,7 @@
 //! What observations and admin operations are keyed by, the checks on the
 //! names that become ZooKeeper paths, and those paths.
 
-use crate::{cursor::zk::DESTINATIONS, ha::session::DigestAuth, store::ClientId};
+use crate::{cursor::zk::DESTINATIONS, ha::zk_session::DigestAuth, store::ClientId};
 
 /// Why a key, destination name or client id cannot be used in ZooKeeper;
 /// each message says what a usable one looks like.

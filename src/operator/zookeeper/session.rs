@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Client, Error as ZkError, SessionState};
 
 use super::{ObserverSettings, key::SessionKey};
-use crate::ha::session::DigestAuth;
+use crate::ha::zk_session::DigestAuth;
 
 /// Where a shared session stands.
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use base64::Engine;
 
-use super::{cursor::Cursor, decimal, javafmt};
+use super::{bytes::ByteReader, decimal, javafmt};
 
 /// Why a JSON value could not be decoded or updated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,7 +98,7 @@ fn parse_value(value_type: u8, body: &[u8], depth: usize) -> Result<Json, JsonEr
     if depth > MAX_DEPTH {
         return Err(JsonError::TooDeep);
     }
-    let mut cursor = Cursor::new(body);
+    let mut cursor = ByteReader::new(body);
     let short = || JsonError::Malformed("value runs past its container");
     Ok(match value_type {
         SMALL_OBJECT => parse_container(body, false, true, depth)?,
@@ -138,7 +138,7 @@ fn literal(byte: u8) -> Result<Json, JsonError> {
 }
 
 /// The 7-bits-per-byte length prefix of strings and opaque values.
-fn variable_length(cursor: &mut Cursor<'_>) -> Result<usize, JsonError> {
+fn variable_length(cursor: &mut ByteReader<'_>) -> Result<usize, JsonError> {
     let mut length: u64 = 0;
     for shift in (0..35).step_by(7) {
         let byte = cursor.u8().ok_or(JsonError::Malformed("length prefix"))?;
@@ -158,7 +158,7 @@ fn parse_container(
 ) -> Result<Json, JsonError> {
     let offset_size = if large { 4 } else { 2 };
     let bad = || JsonError::Malformed("container header");
-    let mut header = Cursor::new(body);
+    let mut header = ByteReader::new(body);
     let count = header.uint_le(offset_size).ok_or_else(bad)? as usize;
     let size = header.uint_le(offset_size).ok_or_else(bad)? as usize;
     if size > body.len() {
@@ -440,7 +440,7 @@ pub struct Diff {
 
 /// Reads the diffs of one partially updated JSON column.
 pub fn parse_diffs(bytes: &[u8]) -> Result<Vec<Diff>, JsonError> {
-    let mut cursor = Cursor::new(bytes);
+    let mut cursor = ByteReader::new(bytes);
     let short = || JsonError::Malformed("partial update diff is truncated");
     let mut diffs = Vec::new();
     while !cursor.is_empty() {

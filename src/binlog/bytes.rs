@@ -4,15 +4,15 @@
 
 /// A read position in a byte slice.
 #[derive(Debug, Clone)]
-pub struct Cursor<'a> {
+pub struct ByteReader<'a> {
     bytes: &'a [u8],
     offset: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> ByteReader<'a> {
     /// A cursor at the start of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Cursor { bytes, offset: 0 }
+        ByteReader { bytes, offset: 0 }
     }
 
     /// Bytes read so far.
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn reads_are_bounded() {
-        let mut c = Cursor::new(&[1, 2, 3]);
+        let mut c = ByteReader::new(&[1, 2, 3]);
         assert_eq!(c.uint_le(2), Some(0x0201));
         assert_eq!(c.uint_be(2), None);
         assert_eq!(c.u8(), Some(3));
@@ -113,9 +113,9 @@ mod tests {
 
     #[test]
     fn lenenc() {
-        assert_eq!(Cursor::new(&[0xfa]).lenenc_int(), Some(250));
-        assert_eq!(Cursor::new(&[0xfc, 0x01, 0x01]).lenenc_int(), Some(257));
-        assert_eq!(Cursor::new(&[0xfb]).lenenc_int(), None);
-        assert_eq!(Cursor::new(&[0xfe, 1]).lenenc_int(), None);
+        assert_eq!(ByteReader::new(&[0xfa]).lenenc_int(), Some(250));
+        assert_eq!(ByteReader::new(&[0xfc, 0x01, 0x01]).lenenc_int(), Some(257));
+        assert_eq!(ByteReader::new(&[0xfb]).lenenc_int(), None);
+        assert_eq!(ByteReader::new(&[0xfe, 1]).lenenc_int(), None);
     }
 }
