@@ -1,5 +1,6 @@
 //! canal's own Java server (`scripts/canal-java`, canal 1.1.7 modules) as a
-//! child process, for the side-by-side conformance tests and benchmarks.
+//! child process, for the side-by-side conformance tests and benchmarks,
+//! and canal's own Java client (`scripts/java-client`).
 
 use std::{
     path::{Path, PathBuf},
@@ -45,6 +46,16 @@ pub fn reference_properties(
     }
     text.push_str(extra);
     text
+}
+
+/// canal's own Java client, `scripts/java-client` (canal.client 1.1.8 from
+/// Maven Central), to be given its arguments; killed when dropped.
+pub fn java_client() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client"),
+    );
+    command.kill_on_drop(true);
+    command
 }
 
 /// A running `scripts/canal-java CONF_DIR`: the JVM itself (the script
