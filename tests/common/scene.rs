@@ -15,7 +15,7 @@
 
 pub mod ha;
 mod schema;
-mod server;
+pub mod server;
 
 pub use ha::HaScene;
 pub use schema::LiveSchema;
