@@ -89,7 +89,7 @@ impl HaScene {
 
 /// canal.properties of an HA server: ZooKeeper profile, cursors written on
 /// every ack, the given session timeout.
-fn ha_properties(destination: &str, zk_servers: &str, session_ms: u64) -> String {
+pub fn ha_properties(destination: &str, zk_servers: &str, session_ms: u64) -> String {
     format!(
         "canal.ip = 127.0.0.1\n\
          canal.destinations = {destination}\n\
