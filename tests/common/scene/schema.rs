@@ -1,9 +1,14 @@
 //! A schema of the test MariaDB made for one test.
 
-use canal::{binlog::position::StartPosition, server::InstanceSettings};
+use canal::{
+    binlog::{decode::DecoderOptions, position::StartPosition},
+    server::InstanceSettings,
+};
 use mysql_async::{Conn, prelude::Queryable};
 
-use crate::common::live::{LiveEnv, fresh_schema, instance_properties, latest, settings, unique};
+use crate::common::live::{
+    Capture, LiveEnv, fresh_schema, instance_properties, latest, settings, unique,
+};
 
 /// A fresh schema with its tables, a server id unique to the test, and the
 /// binlog end once the tables exist: a server starting there sees only what
@@ -76,6 +81,18 @@ impl LiveSchema {
             destination,
             &self.name,
             self.start.clone(),
+        )
+    }
+
+    /// A source following the binlog from [`Self::start`], keeping this
+    /// schema's changes only.
+    pub fn capture(&self, options: DecoderOptions) -> Capture {
+        Capture::start(
+            &self.env,
+            self.server_id,
+            &self.name,
+            self.start.clone(),
+            options,
         )
     }
 
