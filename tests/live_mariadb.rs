@@ -286,13 +286,10 @@ async fn every_column_type_matches_the_value_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_row_statements_and_updated_flags() {
-    let live = LiveSchema::create("multi", &["t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"]).await;
+    let mut live =
+        LiveSchema::create("multi", &["t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"]).await;
     let mut capture = live.capture(DecoderOptions::default());
-    let LiveSchema {
-        mut conn,
-        name: schema,
-        ..
-    } = live;
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!(
         "INSERT INTO `{schema}`.t VALUES (1, 10, 'x'), (2, 20, 'y'), (3, 30, NULL);
          UPDATE `{schema}`.t SET a = a + 1 WHERE id <= 2;
@@ -353,13 +350,9 @@ async fn multi_row_statements_and_updated_flags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_transaction_of_100k_rows() {
-    let live = LiveSchema::create("big", &["t (id INT PRIMARY KEY, v VARCHAR(32))"]).await;
+    let mut live = LiveSchema::create("big", &["t (id INT PRIMARY KEY, v VARCHAR(32))"]).await;
     let mut capture = live.capture(DecoderOptions::default());
-    let LiveSchema {
-        mut conn,
-        name: schema,
-        ..
-    } = live;
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!("USE `{schema}`")).await.unwrap();
     conn.query_drop("INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_100000")
         .await
@@ -388,13 +381,9 @@ async fn large_transaction_of_100k_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binlog_rotation_is_followed() {
-    let live = LiveSchema::create("rotate", &["t (id INT PRIMARY KEY)"]).await;
+    let mut live = LiveSchema::create("rotate", &["t (id INT PRIMARY KEY)"]).await;
     let mut capture = live.capture(DecoderOptions::default());
-    let LiveSchema {
-        mut conn,
-        name: schema,
-        ..
-    } = live;
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     for id in 1..=3 {
         conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
             .await
@@ -427,13 +416,10 @@ async fn binlog_rotation_is_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_table_mid_stream_keeps_columns_aligned() {
-    let live = LiveSchema::create("alter", &["t (id INT PRIMARY KEY, a VARCHAR(10), b INT)"]).await;
+    let mut live =
+        LiveSchema::create("alter", &["t (id INT PRIMARY KEY, a VARCHAR(10), b INT)"]).await;
     let mut capture = live.capture(DecoderOptions::default());
-    let LiveSchema {
-        mut conn,
-        name: schema,
-        ..
-    } = live;
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!(
         "INSERT INTO `{schema}`.t VALUES (1, 'one', 1);
          ALTER TABLE `{schema}`.t ADD COLUMN z DATE FIRST, DROP COLUMN a;

@@ -148,13 +148,9 @@ async fn mariadb_restart_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn compressed_binlog_events_stop_the_stream_loudly() {
     let _serial = SERIAL.lock().await;
-    let live = LiveSchema::create("compressed", &["t (id INT PRIMARY KEY, v TEXT)"]).await;
+    let mut live = LiveSchema::create("compressed", &["t (id INT PRIMARY KEY, v TEXT)"]).await;
     let mut capture = live.capture(DecoderOptions::default());
-    let LiveSchema {
-        mut conn,
-        name: schema,
-        ..
-    } = live;
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop("SET GLOBAL log_bin_compress = ON")
         .await
         .unwrap();
