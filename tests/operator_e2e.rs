@@ -158,7 +158,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
 
     insert(1..=3).await;
     let address = format!("{}:11111", endpoints[0]);
-    receive(&address, &destination, &schema, &[1, 2, 3]).await;
+    receive(&address, &destination, schema, &[1, 2, 3]).await;
 
     // status.cursors follows the client's acknowledged cursor in ZooKeeper.
     let cursor_path = format!("/otter/canal/destinations/{destination}/1001/cursor");
@@ -234,7 +234,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
     let seen = receive(
         &format!("{second_ip}:11111"),
         &destination,
-        &schema,
+        schema,
         &[4, 5, 6],
     )
     .await;
@@ -321,7 +321,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
     receive(
         &format!("{active}:11111"),
         &destination,
-        &schema,
+        schema,
         &[1, 2, 3],
     )
     .await;
