@@ -318,13 +318,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
         },
     )
     .await;
-    receive(
-        &format!("{active}:11111"),
-        &destination,
-        schema,
-        &[1, 2, 3],
-    )
-    .await;
+    receive(&format!("{active}:11111"), &destination, schema, &[1, 2, 3]).await;
     let reset = instances
         .get("orders")
         .await
