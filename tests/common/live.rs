@@ -1,5 +1,5 @@
-#![allow(dead_code)]
 //! Harness for tests against the real MariaDB that `scripts/env` starts.
+#![allow(dead_code)]
 
 use std::{
     sync::{
