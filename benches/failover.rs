@@ -27,7 +27,7 @@ use std::{
 use cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf};
 use common::{
     env,
-    follow::{Seen, consume, spawn_writer},
+    follow::{Seen, consume, first_change_after, rows_from_leader, spawn_writer},
     median, root,
 };
 use mysql_async::prelude::Queryable;
@@ -134,13 +134,7 @@ async fn run_kind(kind: Kind, runs: usize) -> Vec<Outcome> {
         let old = active_of(&pair, &destination).await;
         let old_address = pair[old].client_address.clone();
         // Rows flowing through the current leader first.
-        let batches = seen.lock().unwrap().batches.len();
-        wait_for("rows from the leader", WAIT, async || {
-            let seen = seen.lock().unwrap();
-            seen.batches.len() > batches + 20
-                && seen.batches.last().is_some_and(|(_, s)| *s == old_address)
-        })
-        .await;
+        rows_from_leader(&seen, &old_address, WAIT).await;
         let (duplicates_before, unacked) = {
             let seen = seen.lock().unwrap();
             (seen.duplicates, seen.last_batch_rows)
@@ -151,24 +145,7 @@ async fn run_kind(kind: Kind, runs: usize) -> Vec<Outcome> {
             Kind::Crash => pair[old].sigkill(),
             Kind::Partition => proxies[old].cut(),
         }
-        wait_for("the new leader's first change", WAIT, async || {
-            seen.lock()
-                .unwrap()
-                .batches
-                .iter()
-                .any(|(at, server)| *at > event && *server != old_address)
-        })
-        .await;
-        let failover = {
-            let seen = seen.lock().unwrap();
-            let first = seen
-                .batches
-                .iter()
-                .find(|(at, server)| *at > event && *server != old_address)
-                .unwrap()
-                .0;
-            first - event
-        };
+        let failover = first_change_after(&seen, event, &old_address, WAIT).await;
         // Settle, then count what the switch repeated.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let duplicates = seen.lock().unwrap().duplicates - duplicates_before;

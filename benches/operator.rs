@@ -84,15 +84,22 @@ fn watch_statefulsets(
     client: &kube::Client,
     namespace: &str,
 ) -> Arc<Mutex<HashMap<String, Instant>>> {
+    first_seen(Api::<StatefulSet>::namespaced(client.clone(), namespace))
+}
+
+/// When each object of `api` first appeared in a watch, by name.
+fn first_seen<K>(api: Api<K>) -> Arc<Mutex<HashMap<String, Instant>>>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
     let seen = Arc::new(Mutex::new(HashMap::new()));
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
     let record = seen.clone();
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
             .applied_objects()
             .boxed();
-        while let Some(Ok(sts)) = stream.next().await {
-            let name = sts.metadata.name.unwrap_or_default();
+        while let Some(Ok(object)) = stream.next().await {
+            let name = object.meta().name.clone().unwrap_or_default();
             record
                 .lock()
                 .unwrap()
@@ -106,22 +113,7 @@ fn watch_statefulsets(
 /// Baseline: create a ConfigMap and see it through a watch.
 async fn api_round_trips(client: &kube::Client, namespace: &str, n: usize) -> Vec<f64> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let seen = Arc::new(Mutex::new(HashMap::<String, Instant>::new()));
-    let record = seen.clone();
-    let watch_api = api.clone();
-    tokio::spawn(async move {
-        let mut stream = watcher(watch_api, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(cm)) = stream.next().await {
-            let name = cm.metadata.name.unwrap_or_default();
-            record
-                .lock()
-                .unwrap()
-                .entry(name)
-                .or_insert_with(Instant::now);
-        }
-    });
+    let seen = first_seen(api.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut times = Vec::new();
     for i in 0..n {

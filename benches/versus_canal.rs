@@ -54,7 +54,7 @@ use canal_java::{CanalJavaServer, MetaMode, reference_properties};
 use cluster::{ServerProcess, SpawnOptions, free_port, wait_for};
 use common::{
     env,
-    follow::{Seen, consume, ids_of, spawn_writer},
+    follow::{Seen, consume, first_change_after, ids_of, rows_from_leader, spawn_writer},
     root,
 };
 use futures_util::FutureExt;
@@ -735,37 +735,16 @@ async fn failovers(bench: &Bench, kind: Kind, runs: usize) -> Vec<Failover> {
                 .iter()
                 .position(|s| s.client_address == old_address)
                 .expect("the active server is one of the pair");
-            let batches = seen.lock().unwrap().batches.len();
-            wait_for("rows from the leader", WAIT, async || {
-                let seen = seen.lock().unwrap();
-                seen.batches.len() > batches + 20
-                    && seen.batches.last().is_some_and(|(_, s)| *s == old_address)
-            })
-            .await;
+            rows_from_leader(&seen, &old_address, WAIT).await;
             let duplicates_before = seen.lock().unwrap().duplicates;
             let at = Instant::now();
             match event {
                 Event::Graceful => pair[old].sigterm(),
                 Event::Crash => pair[old].sigkill(),
             }
-            wait_for("the new leader's first change", WAIT, async || {
-                seen.lock()
-                    .unwrap()
-                    .batches
-                    .iter()
-                    .any(|(t, server)| *t > at && *server != old_address)
-            })
-            .await;
-            let seconds = {
-                let seen = seen.lock().unwrap();
-                let first = seen
-                    .batches
-                    .iter()
-                    .find(|(t, server)| *t > at && *server != old_address)
-                    .unwrap()
-                    .0;
-                (first - at).as_secs_f64()
-            };
+            let seconds = first_change_after(&seen, at, &old_address, WAIT)
+                .await
+                .as_secs_f64();
             // Settle, then count what the switch repeated.
             tokio::time::sleep(Duration::from_secs(1)).await;
             let duplicates = seen.lock().unwrap().duplicates - duplicates_before;

@@ -10,9 +10,10 @@ use std::{path::Path, process::Stdio, time::Duration};
 
 use canal::binlog::position::StartPosition;
 use common::{
-    canal_java::{CanalJavaServer, MetaMode, reference_properties},
+    canal_java::{CanalJavaServer, MetaMode, java_client, reference_properties},
     cluster::{ServerProcess, SpawnOptions, free_port, test_dir, wait_for, write_conf},
-    live::{LiveEnv, fresh_schema, instance_properties, latest, unique},
+    live::latest,
+    scene::LiveSchema,
     zk,
 };
 use mysql_async::{Conn, prelude::Queryable};
@@ -42,23 +43,16 @@ struct Scene {
 }
 
 async fn setup(prefix: &str) -> Scene {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique(prefix);
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
-    let destination = format!("{prefix}{server_id}");
+    let schema = LiveSchema::create(prefix, &["t (id INT PRIMARY KEY)"]).await;
+    let destination = schema.destination();
     let zookeeper = zk::connect(&zk::servers(), Duration::from_secs(10)).await;
     let root = format!("/otter/canal/destinations/{destination}");
     zk::delete_all(&zookeeper, &root).await;
     Scene {
-        instance: instance_properties(&env, &schema, &start),
+        instance: schema.instance_properties(),
         dir: test_dir(&format!("interchange-{destination}")),
-        conn,
-        schema,
+        conn: schema.conn,
+        schema: schema.name,
         destination,
         zookeeper,
         root,
@@ -71,14 +65,6 @@ async fn insert(conn: &mut Conn, schema: &str, ids: std::ops::RangeInclusive<u32
             .await
             .unwrap();
     }
-}
-
-fn java_client() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client"),
-    );
-    command.kill_on_drop(true);
-    command
 }
 
 /// The ids of table `t` in canal's Java client output (one JSON Entry per

@@ -15,121 +15,22 @@
 
 mod common;
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
-use canal::binlog::position::StartPosition;
 use common::{
+    canal_java::java_client,
     cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf},
-    live::{LiveEnv, fresh_schema, instance_properties, latest, unique},
     proxy::ProxySet,
-    workload::{Checker, Verdict, Writer, excess_duplicates, verify},
+    scene::{
+        HaScene, LiveSchema,
+        ha::{WAIT, active_of, finish, ha_events, node_appears, rows_after, stop_all, wait_role},
+    },
     zk::{self, NodeAction, StoppedNode},
 };
 use mysql_async::prelude::Queryable;
 use tokio::io::AsyncBufReadExt;
 
-const WAIT: Duration = Duration::from_secs(60);
-
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// canal.properties of an HA pair: ZooKeeper profile, cursors written on
-/// every ack, the given session timeout.
-fn ha_properties(destination: &str, zk_servers: &str, session_ms: u64) -> String {
-    format!(
-        "canal.ip = 127.0.0.1\n\
-         canal.destinations = {destination}\n\
-         canal.zkServers = {zk_servers}\n\
-         canal.instance.global.spring.xml = classpath:spring/default-instance.xml\n\
-         canal.zookeeper.flush.period = 0\n\
-         canal.zookeeper.session.timeout = {session_ms}\n"
-    )
-}
-
-/// Servers sharing one configuration directory (each its own ports).
-fn spawn_all(names: &[&str], conf_dir: &Path) -> Vec<ServerProcess> {
-    names
-        .iter()
-        .map(|name| ServerProcess::spawn(SpawnOptions::new(name, conf_dir)))
-        .collect()
-}
-
-/// Index of the one server whose `/readyz` says active (panics after WAIT).
-async fn active_of(servers: &[ServerProcess], destination: &str) -> usize {
-    let started = std::time::Instant::now();
-    loop {
-        let mut active = Vec::new();
-        for (i, server) in servers.iter().enumerate() {
-            if server.role(destination).await.as_deref() == Some("active") {
-                active.push(i);
-            }
-        }
-        assert!(active.len() <= 1, "two active servers: {active:?}");
-        if let [one] = active[..] {
-            return one;
-        }
-        assert!(started.elapsed() < WAIT, "no active server after {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A fresh schema, a destination name for it, and the binlog end.
-async fn schema_with_destination(prefix: &str) -> (String, String, StartPosition) {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique(prefix);
-    fresh_schema(&mut conn, &schema).await;
-    let start = latest(&mut conn).await;
-    (schema, format!("{prefix}{server_id}"), start)
-}
-
-/// Stops the writer, waits for the checker to see every committed row, and
-/// returns the verdict (printed) with the checker's report.
-async fn finish(
-    what: &str,
-    writer: Writer,
-    checker: Checker,
-) -> (Verdict, common::workload::CheckerReport) {
-    let written = writer.stop().await;
-    let caught_up = checker.wait_for_all(&written, WAIT).await;
-    let report = checker.stop().await;
-    let verdict = verify(&written, &report);
-    print_verdict(what, &verdict);
-    if !caught_up {
-        for connection in &report.connections {
-            println!("  session {connection:?}");
-        }
-    }
-    verdict.assert_ok();
-    assert!(caught_up, "committed rows never arrived");
-    let excess = excess_duplicates(&verdict, &report);
-    assert!(
-        excess.is_empty(),
-        "more duplicates than un-acked batches: {excess:?}"
-    );
-    (verdict, report)
-}
-
-/// Member nodes are registered by a task of their own: poll for them.
-async fn node_appears(zookeeper: &zookeeper_client::Client, path: &str) -> zookeeper_client::Stat {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(stat) = zookeeper.check_stat(path).await.unwrap() {
-            return stat;
-        }
-        assert!(started.elapsed() < WAIT, "{path} never appeared");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn print_verdict(what: &str, verdict: &Verdict) {
-    println!("{what}:\n{verdict}");
-    for reconnect in &verdict.reconnects {
-        println!(
-            "  reconnect {} {} -> {}: gap {:?}, duplicates {}",
-            reconnect.index, reconnect.from, reconnect.to, reconnect.gap, reconnect.duplicates
-        );
-    }
-}
 
 /// The seed setup: two servers on 11111 and 22222 with the seed's keys;
 /// canal's own cluster client follows a graceful hand-over and a SIGKILL
@@ -137,15 +38,15 @@ fn print_verdict(what: &str, verdict: &Verdict) {
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_pair_hands_over_to_canals_cluster_client() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
     let servers = zk::servers();
     let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
     zk::delete_all(&zookeeper, "/otter/canal/destinations/example").await;
-    let (schema, _, _) = schema_with_destination("seed").await;
-    let mut conn = env.root().await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
+    let LiveSchema {
+        env,
+        mut conn,
+        name: schema,
+        ..
+    } = LiveSchema::create("seed", &["t (id INT PRIMARY KEY)"]).await;
 
     let dir = test_dir("seed");
     let conf_dir = dir.join("conf");
@@ -197,7 +98,7 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
                 server.client_address
             ),
         ] {
-            let stat = node_appears(&zookeeper, &path).await;
+            let stat = node_appears(&zookeeper, &path, WAIT).await;
             assert_ne!(stat.ephemeral_owner, 0, "{path} is ephemeral");
         }
     }
@@ -212,30 +113,27 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
     );
 
     // canal's own ClusterCanalConnector, subscribed to our table only.
-    let mut client = tokio::process::Command::new(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client"),
-    )
-    .args([
-        "--zk",
-        &servers,
-        "--destination",
-        "example",
-        "--filter",
-        &format!("{schema}\\..*"),
-        "--count",
-        "3",
-        "--retry-times",
-        "300",
-        "--retry-interval-ms",
-        "200",
-        "--max-ms",
-        "60000",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .kill_on_drop(true)
-    .spawn()
-    .expect("scripts/java-client runs");
+    let mut client = java_client()
+        .args([
+            "--zk",
+            &servers,
+            "--destination",
+            "example",
+            "--filter",
+            &format!("{schema}\\..*"),
+            "--count",
+            "3",
+            "--retry-times",
+            "300",
+            "--retry-interval-ms",
+            "200",
+            "--max-ms",
+            "60000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("scripts/java-client runs");
     let mut lines = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
     wait_for("the Java client to subscribe", WAIT, async || {
         matches!(pair[active].readyz().await, Some((_, ready)) if ready["example"]["clients"] == 1)
@@ -269,10 +167,7 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
     // Stop the active one: the other takes over, the next row arrives.
     pair[active].sigterm();
     assert!(pair[active].wait_exit(WAIT).await.success());
-    wait_for("the standby to take over", WAIT, async || {
-        pair[standby].role("example").await.as_deref() == Some("active")
-    })
-    .await;
+    wait_role(&pair[standby], "example", "active").await;
     conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (2)"))
         .await
         .unwrap();
@@ -303,15 +198,9 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
     // acknowledged is lost. A row not yet acknowledged may come again
     // (at-least-once), so anything before row 3 must be row 2.
     pair[active].restart();
-    wait_for("the restarted server to stand by", WAIT, async || {
-        pair[active].role("example").await.as_deref() == Some("standby")
-    })
-    .await;
+    wait_role(&pair[active], "example", "standby").await;
     pair[standby].sigkill();
-    wait_for("the standby to take over after SIGKILL", WAIT, async || {
-        pair[active].role("example").await.as_deref() == Some("active")
-    })
-    .await;
+    wait_role(&pair[active], "example", "active").await;
     conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (3)"))
         .await
         .unwrap();
@@ -362,23 +251,15 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_loop_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = zk::servers();
-    let (schema, destination, start) = schema_with_destination("crash").await;
-    let dir = test_dir("crash");
-    let conf_dir = dir.join("conf");
     // A 2 s session keeps 20 crash failovers short.
-    write_conf(
-        &conf_dir,
-        &ha_properties(&destination, &servers, 2000),
-        &[(&destination, &instance_properties(&env, &schema, &start))],
-    );
-    let writer = Writer::start(&env, &schema, 4, 1000).await;
-    let mut trio = spawn_all(&["crash-a", "crash-b", "crash-c"], &conf_dir);
-    active_of(&trio, &destination).await;
-    let checker = Checker::start(&servers, &destination, "1001");
+    let scene = HaScene::new("crash", 2000).await;
+    let destination = &scene.destination;
+    let writer = scene.writer(4, 1000).await;
+    let mut trio = scene.spawn(&["crash-a", "crash-b", "crash-c"]);
+    active_of(&trio, destination).await;
+    let checker = scene.checker();
     for kill in 1..=20 {
-        let active = active_of(&trio, &destination).await;
+        let active = active_of(&trio, destination).await;
         // Let this leader make progress before killing it: rows not seen
         // before (a failover first repeats what was not acknowledged), in a
         // second batch of its session, so the first batch's ack, which the
@@ -395,18 +276,14 @@ async fn crash_loop_loses_nothing() {
         let _ = trio[active].wait_exit(WAIT).await;
         // Restarted only after another server took over: under its old
         // address it would be the previous owner and win again at once.
-        let next = active_of(&trio, &destination).await;
+        let next = active_of(&trio, destination).await;
         assert_ne!(next, active, "a killed server cannot be active");
         trio[active].restart();
         if kill == 10 {
             zk::scripts_env(&["mariadb-node", "restart"]);
         }
     }
-    let before = checker.row_deliveries();
-    wait_for("rows after the last crash", WAIT, async || {
-        checker.row_deliveries() > before + 200
-    })
-    .await;
+    rows_after("rows after the last crash", &checker, 200).await;
     let (verdict, _) = finish("crash loop", writer, checker).await;
     assert!(
         verdict.server_switches >= 20,
@@ -414,20 +291,7 @@ async fn crash_loop_loses_nothing() {
         verdict.server_switches
     );
     assert!(verdict.committed_rows >= 20_000, "the writer kept going");
-    for server in &mut trio {
-        server.sigterm();
-        let _ = server.wait_exit(WAIT).await;
-    }
-}
-
-/// Newest JSON log event of `server` with `ha_event == kind`.
-fn ha_events(server: &ServerProcess, kind: &str) -> Vec<jiff::Timestamp> {
-    server
-        .log_events()
-        .into_iter()
-        .filter(|e| e.field("ha_event").as_deref() == Some(kind))
-        .map(|e| e.timestamp)
-        .collect()
+    stop_all(&mut trio).await;
 }
 
 /// The leader cut off from ZooKeeper (its connections blackholed): it stops
@@ -435,25 +299,20 @@ fn ha_events(server: &ServerProcess, kind: &str) -> Vec<jiff::Timestamp> {
 #[tokio::test(flavor = "multi_thread")]
 async fn partitioned_leader_stops_before_the_new_one_starts() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = zk::servers();
-    let (schema, destination, start) = schema_with_destination("cut").await;
-    let dir = test_dir("cut");
+    let scene = HaScene::new("cut", 4000).await;
+    let destination = &scene.destination;
     // One proxy set per server, so one server alone can be cut off.
-    let proxies = [ProxySet::start(&servers), ProxySet::start(&servers)];
-    let mut pair = Vec::new();
-    for (i, name) in ["cut-a", "cut-b"].iter().enumerate() {
-        let conf_dir = dir.join(format!("conf-{name}"));
-        write_conf(
-            &conf_dir,
-            &ha_properties(&destination, &proxies[i].connect_string(), 4000),
-            &[(&destination, &instance_properties(&env, &schema, &start))],
-        );
-        pair.push(ServerProcess::spawn(SpawnOptions::new(name, &conf_dir)));
-    }
-    let writer = Writer::start(&env, &schema, 2, 300).await;
-    let checker = Checker::start(&servers, &destination, "1001");
-    let old = active_of(&pair, &destination).await;
+    let proxies = [
+        ProxySet::start(&scene.zk_servers),
+        ProxySet::start(&scene.zk_servers),
+    ];
+    let mut pair = vec![
+        scene.spawn_through("cut-a", &proxies[0].connect_string()),
+        scene.spawn_through("cut-b", &proxies[1].connect_string()),
+    ];
+    let writer = scene.writer(2, 300).await;
+    let checker = scene.checker();
+    let old = active_of(&pair, destination).await;
     let new = 1 - old;
     wait_for("rows flowing", WAIT, async || {
         checker.row_deliveries() > 300
@@ -461,10 +320,7 @@ async fn partitioned_leader_stops_before_the_new_one_starts() {
     .await;
 
     proxies[old].cut();
-    wait_for("the other server to take over", WAIT, async || {
-        pair[new].role(&destination).await.as_deref() == Some("active")
-    })
-    .await;
+    wait_role(&pair[new], destination, "active").await;
     let fenced = ha_events(&pair[old], "fenced");
     let started = ha_events(&pair[new], "active");
     let (Some(fenced), Some(started)) = (fenced.last(), started.last()) else {
@@ -479,15 +335,8 @@ async fn partitioned_leader_stops_before_the_new_one_starts() {
     println!("margin: {margin:?}");
 
     proxies[old].heal();
-    wait_for("the old leader to rejoin as standby", WAIT, async || {
-        pair[old].role(&destination).await.as_deref() == Some("standby")
-    })
-    .await;
-    let before = checker.row_deliveries();
-    wait_for("rows after the partition", WAIT, async || {
-        checker.row_deliveries() > before + 100
-    })
-    .await;
+    wait_role(&pair[old], destination, "standby").await;
+    rows_after("rows after the partition", &checker, 100).await;
     let (_, report) = finish("partition", writer, checker).await;
     // No batch from the old leader was received after the new one started.
     let old_address = pair[old].client_address.clone();
@@ -501,10 +350,7 @@ async fn partitioned_leader_stops_before_the_new_one_starts() {
         "the old leader served after the takeover: {}",
         late.len()
     );
-    for server in &mut pair {
-        server.sigterm();
-        let _ = server.wait_exit(WAIT).await;
-    }
+    stop_all(&mut pair).await;
 }
 
 /// The leader frozen (SIGSTOP) past its session: the other takes over; the
@@ -513,20 +359,12 @@ async fn partitioned_leader_stops_before_the_new_one_starts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn frozen_leader_fences_itself_when_resumed() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = zk::servers();
-    let (schema, destination, start) = schema_with_destination("freeze").await;
-    let dir = test_dir("freeze");
-    let conf_dir = dir.join("conf");
-    write_conf(
-        &conf_dir,
-        &ha_properties(&destination, &servers, 4000),
-        &[(&destination, &instance_properties(&env, &schema, &start))],
-    );
-    let mut pair = spawn_all(&["freeze-a", "freeze-b"], &conf_dir);
-    let writer = Writer::start(&env, &schema, 2, 300).await;
-    let checker = Checker::start(&servers, &destination, "1001");
-    let old = active_of(&pair, &destination).await;
+    let scene = HaScene::new("freeze", 4000).await;
+    let destination = &scene.destination;
+    let mut pair = scene.spawn(&["freeze-a", "freeze-b"]);
+    let writer = scene.writer(2, 300).await;
+    let checker = scene.checker();
+    let old = active_of(&pair, destination).await;
     let new = 1 - old;
     wait_for("rows flowing", WAIT, async || {
         checker.row_deliveries() > 300
@@ -535,26 +373,16 @@ async fn frozen_leader_fences_itself_when_resumed() {
 
     pair[old].sigstop();
     let frozen_at = jiff::Timestamp::now();
-    wait_for("the other server to take over", WAIT, async || {
-        pair[new].role(&destination).await.as_deref() == Some("active")
-    })
-    .await;
+    wait_role(&pair[new], destination, "active").await;
     let started = *ha_events(&pair[new], "active").last().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     pair[old].sigcont();
-    wait_for("the resumed leader to stand by", WAIT, async || {
-        pair[old].role(&destination).await.as_deref() == Some("standby")
-    })
-    .await;
+    wait_role(&pair[old], destination, "standby").await;
     let fenced = *ha_events(&pair[old], "fenced").last().expect("it fenced");
     println!(
         "frozen at {frozen_at}, new leader at {started}, old fenced (after resume) at {fenced}"
     );
-    let before = checker.row_deliveries();
-    wait_for("rows after the freeze", WAIT, async || {
-        checker.row_deliveries() > before + 100
-    })
-    .await;
+    rows_after("rows after the freeze", &checker, 100).await;
     let (_, report) = finish("freeze", writer, checker).await;
     let old_address = pair[old].client_address.clone();
     assert!(
@@ -564,10 +392,7 @@ async fn frozen_leader_fences_itself_when_resumed() {
             .any(|b| b.server == old_address && b.received_at > started),
         "nothing from the frozen leader after the takeover"
     );
-    for server in &mut pair {
-        server.sigterm();
-        let _ = server.wait_exit(WAIT).await;
-    }
+    stop_all(&mut pair).await;
 }
 
 /// One ZooKeeper node of three lost: the leader goes on (no fencing, no
@@ -576,30 +401,22 @@ async fn frozen_leader_fences_itself_when_resumed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn zookeeper_node_loss_and_quorum_loss() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = zk::servers();
-    let (schema, destination, start) = schema_with_destination("quorum").await;
-    let dir = test_dir("quorum");
-    let conf_dir = dir.join("conf");
     let session_ms = 4000;
-    write_conf(
-        &conf_dir,
-        &ha_properties(&destination, &servers, session_ms),
-        &[(&destination, &instance_properties(&env, &schema, &start))],
-    );
-    let mut pair = spawn_all(&["quorum-a", "quorum-b"], &conf_dir);
-    let writer = Writer::start(&env, &schema, 2, 300).await;
-    let checker = Checker::start(&servers, &destination, "1001");
-    let leader = active_of(&pair, &destination).await;
+    let scene = HaScene::new("quorum", session_ms).await;
+    let destination = &scene.destination;
+    let mut pair = scene.spawn(&["quorum-a", "quorum-b"]);
+    let writer = scene.writer(2, 300).await;
+    let checker = scene.checker();
+    let leader = active_of(&pair, destination).await;
     wait_for("rows flowing", WAIT, async || {
         checker.row_deliveries() > 300
     })
     .await;
 
     // The node serving the leader's session goes away.
-    let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
+    let zookeeper = zk::connect(&scene.zk_servers, Duration::from_secs(10)).await;
     let (_, stat) = zookeeper
-        .get_data(&zk::running_path(&destination))
+        .get_data(&zk::running_path(destination))
         .await
         .unwrap();
     let node = zk::node_serving(stat.ephemeral_owner)
@@ -608,13 +425,9 @@ async fn zookeeper_node_loss_and_quorum_loss() {
     drop(zookeeper);
     let connections = checker.connections().len();
     let one = StoppedNode::new(NodeAction::Stop, node).await;
-    let before = checker.row_deliveries();
-    wait_for("rows with one node down", WAIT, async || {
-        checker.row_deliveries() > before + 600
-    })
-    .await;
+    rows_after("rows with one node down", &checker, 600).await;
     assert_eq!(
-        pair[leader].role(&destination).await.as_deref(),
+        pair[leader].role(destination).await.as_deref(),
         Some("active"),
         "no interruption"
     );
@@ -637,7 +450,7 @@ async fn zookeeper_node_loss_and_quorum_loss() {
     wait_for("every server to stop serving", WAIT, async || {
         let mut serving = false;
         for server in &pair {
-            serving |= server.role(&destination).await.as_deref() == Some("active");
+            serving |= server.role(destination).await.as_deref() == Some("active");
         }
         !serving
     })
@@ -651,41 +464,26 @@ async fn zookeeper_node_loss_and_quorum_loss() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     first.start().await;
     second.start().await;
-    active_of(&pair, &destination).await;
-    let before = checker.row_deliveries();
-    wait_for("rows after quorum returned", WAIT, async || {
-        checker.row_deliveries() > before + 300
-    })
-    .await;
+    active_of(&pair, destination).await;
+    rows_after("rows after quorum returned", &checker, 300).await;
     finish("ZooKeeper faults", writer, checker).await;
-    for server in &mut pair {
-        server.sigterm();
-        let _ = server.wait_exit(WAIT).await;
-    }
+    stop_all(&mut pair).await;
 }
 
 /// canal.register.ip is what goes into ZooKeeper (clients dial it).
 #[tokio::test(flavor = "multi_thread")]
 async fn registered_address_comes_from_canal_register_ip() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = zk::servers();
-    let (schema, destination, start) = schema_with_destination("register").await;
-    let dir = test_dir("register");
-    let conf_dir = dir.join("conf");
-    write_conf(
-        &conf_dir,
-        &ha_properties(&destination, &servers, 4000),
-        &[(&destination, &instance_properties(&env, &schema, &start))],
-    );
+    let scene = HaScene::new("register", 4000).await;
+    let destination = &scene.destination;
     let mut server = ServerProcess::spawn(
-        SpawnOptions::new("register", &conf_dir).env("canal.register.ip", "localhost"),
+        SpawnOptions::new("register", &scene.conf_dir).env("canal.register.ip", "localhost"),
     );
-    active_of(std::slice::from_ref(&server), &destination).await;
+    active_of(std::slice::from_ref(&server), destination).await;
     let port = server.client_address.rsplit_once(':').unwrap().1.to_owned();
-    let zookeeper = zk::connect(&servers, Duration::from_secs(10)).await;
+    let zookeeper = zk::connect(&scene.zk_servers, Duration::from_secs(10)).await;
     let (running, _) = zookeeper
-        .get_data(&zk::running_path(&destination))
+        .get_data(&zk::running_path(destination))
         .await
         .unwrap();
     assert_eq!(
@@ -695,6 +493,7 @@ async fn registered_address_comes_from_canal_register_ip() {
     node_appears(
         &zookeeper,
         &format!("/otter/canal/cluster/localhost:{port}"),
+        WAIT,
     )
     .await;
     server.sigterm();

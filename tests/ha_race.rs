@@ -13,35 +13,24 @@ use std::{
 };
 
 use canal::{
-    client::{CanalClient, ClientError, Login, Received},
     cursor::zk::ZkCursors,
     ha::{HaSettings, Role, ZkSession, nodes},
-    protocol::{
-        auth::Credentials,
-        entry::{EntryType, RowChange},
-    },
+    protocol::auth::Credentials,
     server::{HaOptions, RunningServer, StartOptions},
 };
-use common::live::*;
-use mysql_async::prelude::Queryable;
-use prost::Message;
+use common::{
+    cluster::free_port,
+    live::{LiveEnv, latest, settings, unique},
+    rows::{receive_acked, try_subscribe as subscribe},
+    scene::{LiveSchema, ha::node_appears},
+    zk::servers as zk_servers,
+};
+use mysql_async::{Conn, prelude::Queryable};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn zk_servers() -> String {
-    std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One server "process": its own ZooKeeper session, one destination.
 struct Node {
@@ -110,6 +99,14 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
     started.elapsed()
 }
 
+/// A fresh schema with table `t`, a destination named after it, and a
+/// connection for the test's rows.
+async fn setup(prefix: &str) -> (u32, String, String, Conn) {
+    let schema = LiveSchema::create(prefix, &["t (id INT PRIMARY KEY)"]).await;
+    let destination = schema.destination();
+    (schema.server_id, schema.name, destination, schema.conn)
+}
+
 /// Exactly one of the nodes is active; returns its index.
 async fn the_active(nodes: &[&Node]) -> usize {
     wait_for("one active server", || {
@@ -117,57 +114,6 @@ async fn the_active(nodes: &[&Node]) -> usize {
     })
     .await;
     nodes.iter().position(|n| n.role() == Role::Active).unwrap()
-}
-
-async fn subscribe(address: &str, destination: &str) -> Result<CanalClient, ClientError> {
-    let mut client =
-        CanalClient::connect(address, &Login::default(), Duration::from_secs(5)).await?;
-    client.subscribe(destination, "1001", "").await?;
-    Ok(client)
-}
-
-fn ids(received: &Received) -> Vec<String> {
-    received
-        .entries
-        .iter()
-        .filter(|e| e.entry_type() == EntryType::Rowdata)
-        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
-        .flat_map(|rc| rc.row_datas)
-        .map(|row| row.after_columns[0].value.clone())
-        .collect()
-}
-
-/// Receives (and acks) until `count` rows arrived.
-async fn receive(client: &mut CanalClient, count: usize) -> Vec<String> {
-    let started = Instant::now();
-    let mut rows = Vec::new();
-    while rows.len() < count {
-        assert!(started.elapsed() < WAIT, "only {rows:?} arrived");
-        let received = client
-            .get(100, Some(Duration::from_millis(100)))
-            .await
-            .unwrap();
-        if received.batch_id == -1 {
-            continue;
-        }
-        rows.extend(ids(&received));
-        client.ack(received.batch_id).await.unwrap();
-    }
-    // The last ack is processed once a following request is answered.
-    let _ = client.get(1, Some(Duration::from_millis(1))).await;
-    rows
-}
-
-async fn setup(prefix: &str) -> (u32, String, String, mysql_async::Conn) {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique(prefix);
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let destination = format!("{prefix}{server_id}");
-    (server_id, schema, destination, conn)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -190,15 +136,7 @@ async fn canal_nodes_standby_answers_and_graceful_handover() {
             nodes::server_member(&node.address),
             nodes::destination_member(&destination, &node.address),
         ] {
-            // Registered by a task of their own: give it a moment.
-            let started = Instant::now();
-            let stat = loop {
-                if let Some(stat) = zk.check_stat(&path).await.unwrap() {
-                    break stat;
-                }
-                assert!(started.elapsed() < WAIT, "{path} never appeared");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            };
+            let stat = node_appears(&zk, &path, WAIT).await;
             assert_eq!(
                 stat.ephemeral_owner,
                 node.zk.session_id(),
@@ -230,7 +168,7 @@ async fn canal_nodes_standby_answers_and_graceful_handover() {
     conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
         .await
         .unwrap();
-    assert_eq!(receive(&mut client, 2).await, ["1", "2"]);
+    assert_eq!(receive_acked(&mut client, 2, WAIT).await, ["1", "2"]);
 
     // Graceful stop: cursors flushed, running released, the standby serves
     // at once from exactly the acked cursor.
@@ -251,7 +189,7 @@ async fn canal_nodes_standby_answers_and_graceful_handover() {
         .unwrap();
     let mut client = subscribe(&standby.address, &destination).await.unwrap();
     assert_eq!(
-        receive(&mut client, 1).await,
+        receive_acked(&mut client, 1, WAIT).await,
         ["3"],
         "no loss, no duplicate"
     );

@@ -10,7 +10,7 @@ use canal::{
     binlog::{change::ChangeEvent, decode::DecoderOptions, position::StartPosition},
     protocol::entry::{Column, EntryType, EventType, RowChange},
 };
-use common::{live::*, row_change};
+use common::{live::*, row_change, scene::LiveSchema};
 use mysql_async::{Value, prelude::Queryable};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -286,17 +286,10 @@ async fn every_column_type_matches_the_value_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn multi_row_statements_and_updated_flags() {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("multi");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let mut live =
+        LiveSchema::create("multi", &["t (id INT PRIMARY KEY, a INT, b VARCHAR(10))"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!(
         "INSERT INTO `{schema}`.t VALUES (1, 10, 'x'), (2, 20, 'y'), (3, 30, NULL);
          UPDATE `{schema}`.t SET a = a + 1 WHERE id <= 2;
@@ -357,17 +350,9 @@ async fn multi_row_statements_and_updated_flags() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn large_transaction_of_100k_rows() {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("big");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(32))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let mut live = LiveSchema::create("big", &["t (id INT PRIMARY KEY, v VARCHAR(32))"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!("USE `{schema}`")).await.unwrap();
     conn.query_drop("INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_100000")
         .await
@@ -396,15 +381,9 @@ async fn large_transaction_of_100k_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binlog_rotation_is_followed() {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("rotate");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let mut live = LiveSchema::create("rotate", &["t (id INT PRIMARY KEY)"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     for id in 1..=3 {
         conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
             .await
@@ -437,17 +416,10 @@ async fn binlog_rotation_is_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_table_mid_stream_keeps_columns_aligned() {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("alter");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, a VARCHAR(10), b INT)"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let mut live =
+        LiveSchema::create("alter", &["t (id INT PRIMARY KEY, a VARCHAR(10), b INT)"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop(format!(
         "INSERT INTO `{schema}`.t VALUES (1, 'one', 1);
          ALTER TABLE `{schema}`.t ADD COLUMN z DATE FIRST, DROP COLUMN a;
@@ -508,17 +480,14 @@ async fn alter_table_mid_stream_keeps_columns_aligned() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_replica_connection_resumes_without_loss_or_repeat() {
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("kill");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(64))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let live = LiveSchema::create("kill", &["t (id INT PRIMARY KEY, v VARCHAR(64))"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let LiveSchema {
+        env,
+        mut conn,
+        name: schema,
+        ..
+    } = live;
 
     // A writer commits single-row and 50-row transactions while the dump
     // connection is killed a few times under it.

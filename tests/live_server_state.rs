@@ -10,7 +10,7 @@ use canal::{
     binlog::{change::ChangeKind, decode::DecoderOptions},
     protocol::entry::RowChange,
 };
-use common::live::*;
+use common::{live::*, scene::LiveSchema};
 use mysql_async::prelude::Queryable;
 use prost::Message;
 use tokio::sync::Mutex;
@@ -65,16 +65,15 @@ async fn restart_mariadb() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_restart_loses_and_repeats_nothing() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("restart");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(64))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
+    let live = LiveSchema::create("restart", &["t (id INT PRIMARY KEY, v VARCHAR(64))"]).await;
+    let LiveSchema {
+        env,
+        conn,
+        server_id,
+        name: schema,
+        start,
+        ..
+    } = live;
     drop(conn);
     let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
 
@@ -149,17 +148,9 @@ async fn mariadb_restart_loses_and_repeats_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn compressed_binlog_events_stop_the_stream_loudly() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("compressed");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v TEXT)"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let mut capture = Capture::start(&env, server_id, &schema, start, DecoderOptions::default());
+    let mut live = LiveSchema::create("compressed", &["t (id INT PRIMARY KEY, v TEXT)"]).await;
+    let mut capture = live.capture(DecoderOptions::default());
+    let (conn, schema) = (&mut live.conn, live.name.clone());
     conn.query_drop("SET GLOBAL log_bin_compress = ON")
         .await
         .unwrap();

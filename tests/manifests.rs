@@ -87,21 +87,7 @@ async fn restricted_namespace(plane: &ControlPlane, name: &str) {
         }},
     });
     std::fs::write(&file, namespace.to_string()).unwrap();
-    let output = plane
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            FIELD_MANAGER,
-            "-f",
-            file.to_str().unwrap(),
-        ])
-        .await;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    plane.apply_file(&file).await;
 }
 
 /// Server-side applies `objects` (as one v1 List, `label` names the file),

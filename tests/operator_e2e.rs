@@ -15,9 +15,9 @@ use canal::client::cluster::active_server;
 use canal::operator::crd::CanalInstance;
 use common::k8s::{ControlPlane, FIELD_MANAGER, unique_namespace, wait_api};
 use common::kubelet::{Kubelet, Signal};
-use common::live::{LiveEnv, fresh_schema, latest, unique};
 use common::operator::OperatorProcess;
 use common::rows::receive;
+use common::scene::LiveSchema;
 use common::zk;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -72,22 +72,9 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
     let kubelet = Kubelet::start(client.clone(), &namespace);
     let operator = OperatorProcess::start(plane, &namespace);
 
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (id, schema) = unique("e2e");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.items (id INT PRIMARY KEY, note VARCHAR(40))"
-    ))
-    .await
-    .unwrap();
-    let canal::binlog::position::StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = latest(&mut conn).await
-    else {
-        unreachable!("latest() is a file position")
-    };
+    let live = LiveSchema::create("e2e", &["items (id INT PRIMARY KEY, note VARCHAR(40))"]).await;
+    let (env, schema, id) = (&live.env, &live.name, live.server_id);
+    let (journal_name, position) = live.file_position();
     let insert = async |ids: std::ops::RangeInclusive<i32>| {
         let mut conn = env.root().await;
         for id in ids {
@@ -171,7 +158,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
 
     insert(1..=3).await;
     let address = format!("{}:11111", endpoints[0]);
-    receive(&address, &destination, &schema, &[1, 2, 3]).await;
+    receive(&address, &destination, schema, &[1, 2, 3]).await;
 
     // status.cursors follows the client's acknowledged cursor in ZooKeeper.
     let cursor_path = format!("/otter/canal/destinations/{destination}/1001/cursor");
@@ -247,7 +234,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
     let seen = receive(
         &format!("{second_ip}:11111"),
         &destination,
-        &schema,
+        schema,
         &[4, 5, 6],
     )
     .await;
@@ -315,7 +302,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
             record.position.journal_name.as_str(),
             record.position.position
         ),
-        (journal_name.as_str(), position)
+        (journal_name, position)
     );
     patch(json!({"spec": {"cursorReset": null, "paused": false}})).await;
     // The status names the server that won the race after the reset.
@@ -331,13 +318,7 @@ async fn rows_flow_through_the_active_service_and_follow_a_failover() {
         },
     )
     .await;
-    receive(
-        &format!("{active}:11111"),
-        &destination,
-        &schema,
-        &[1, 2, 3],
-    )
-    .await;
+    receive(&format!("{active}:11111"), &destination, schema, &[1, 2, 3]).await;
     let reset = instances
         .get("orders")
         .await

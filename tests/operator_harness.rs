@@ -38,8 +38,9 @@ use canal::{
 use common::{
     k8s::{ControlPlane, FIELD_MANAGER, unique_namespace, wait_api},
     kubelet::{self, EventKind, Kubelet, Signal},
-    live::{LiveEnv, fresh_schema, latest, unique},
+    live::LiveEnv,
     rows::receive,
+    scene::LiveSchema,
     zk,
 };
 use k8s_openapi::{
@@ -59,6 +60,8 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
 const SECRET: &str = "replication";
+/// The table each scenario's rows go to.
+const ITEMS_TABLE: &str = "items (id INT PRIMARY KEY, note VARCHAR(40))";
 
 /// One test's namespace, CanalInstance and MariaDB schema.
 struct Scenario {
@@ -85,25 +88,12 @@ impl Scenario {
         config.default_retry = false;
         let evictions = Client::try_from(config).expect("a kube client");
 
-        let env = LiveEnv::get();
-        let mut conn = env.root().await;
-        let (id, schema) = unique(prefix);
-        fresh_schema(&mut conn, &schema).await;
-        conn.query_drop(format!(
-            "CREATE TABLE `{schema}`.items (id INT PRIMARY KEY, note VARCHAR(40))"
-        ))
-        .await
-        .unwrap();
-        let canal::binlog::position::StartPosition::FilePosition {
-            journal_name,
-            position,
-        } = latest(&mut conn).await
-        else {
-            unreachable!("latest() is a file position")
-        };
-        let destination = format!("{prefix}{id}");
+        let live = LiveSchema::create(prefix, &[ITEMS_TABLE]).await;
+        let (journal_name, position) = live.file_position();
+        let destination = live.destination();
         // Pods connect as serverIdBase + ordinal: ten ids per test.
-        let server_id_base = i64::from(id) * 10;
+        let server_id_base = i64::from(live.server_id) * 10;
+        let (env, schema) = (&live.env, &live.name);
         let instance: CanalInstance = serde_json::from_value(json!({
             "apiVersion": "canal.otter.dev/v1alpha1",
             "kind": "CanalInstance",
@@ -131,8 +121,8 @@ impl Scenario {
             client,
             evictions,
             namespace,
-            env,
-            schema,
+            env: env.clone(),
+            schema: schema.clone(),
             destination,
             instance,
         })

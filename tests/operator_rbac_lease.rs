@@ -98,22 +98,7 @@ async fn two_replicas_as_the_service_account_fail_over_on_the_lease() {
     };
     plane.install_crd().await;
     plane.ensure_namespace("canal-operator").await;
-    let rbac = install_rbac(plane);
-    let applied = plane
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            FIELD_MANAGER,
-            "-f",
-            rbac.to_str().unwrap(),
-        ])
-        .await;
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    plane.apply_file(&install_rbac(plane)).await;
     let namespace = unique_namespace("lease");
     plane.ensure_namespace(&namespace).await;
     let client = plane.client().await;

@@ -17,24 +17,24 @@ use std::{
 
 use canal::{
     binlog::position::{LogPosition, StartPosition},
-    client::{CanalClient, Login, Received},
+    client::CanalClient,
     cursor::json::{self, CursorRecord},
     ha::{HaSettings, ZkSession, zk_session::DigestAuth},
     operator::zookeeper::{
         ClientCursor, DestinationView, FENCE_GRACE, Observation, ObservedKey, Observer,
         ObserverSettings, RESET_ADDRESS, ZkAdminError, delete_destination, reset_cursors,
     },
-    protocol::entry::{EntryType, RowChange},
 };
 use common::{
     cluster::{ServerProcess, SpawnOptions, test_dir, wait_for, write_conf},
-    live::{LiveEnv, fresh_schema, latest, unique},
+    live::{instance_properties, latest},
     proxy::ProxySet,
+    rows::{receive_acked, try_subscribe},
+    scene::{LiveSchema, ha::ha_properties},
     zk::{self as zkt, DESTINATIONS},
 };
 use futures_util::{FutureExt, StreamExt};
 use mysql_async::prelude::Queryable;
-use prost::Message;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError};
@@ -541,61 +541,11 @@ async fn reset_takes_the_lock_from_its_holder_and_refuses_when_it_cannot() {
     zkt::delete_all(&zk, &base).await;
 }
 
-/// canal.properties of one HA server: ZooKeeper profile, cursors written
-/// on every ack.
-fn ha_properties(destination: &str, zk_servers: &str) -> String {
-    format!(
-        "canal.ip = 127.0.0.1\n\
-         canal.destinations = {destination}\n\
-         canal.zkServers = {zk_servers}\n\
-         canal.instance.global.spring.xml = classpath:spring/default-instance.xml\n\
-         canal.zookeeper.flush.period = 0\n\
-         canal.zookeeper.session.timeout = 4000\n"
-    )
-}
-
-fn instance_properties(env: &LiveEnv, schema: &str, start: &StartPosition) -> String {
-    let StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = start
-    else {
-        panic!("a file position, not {start:?}");
-    };
-    format!(
-        "canal.instance.mysql.slaveId = 0\n\
-         canal.instance.master.address = {}\n\
-         canal.instance.dbUsername = {}\n\
-         canal.instance.dbPassword = {}\n\
-         canal.instance.master.journal.name = {journal_name}\n\
-         canal.instance.master.position = {position}\n\
-         canal.instance.filter.regex = {schema}\\\\..*\n",
-        env.address, env.user, env.password
-    )
-}
-
-fn ids(received: &Received) -> Vec<String> {
-    received
-        .entries
-        .iter()
-        .filter(|e| e.entry_type() == EntryType::Rowdata)
-        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
-        .flat_map(|rc| rc.row_datas)
-        .map(|row| row.after_columns[0].value.clone())
-        .collect()
-}
-
 /// Subscribes as client 1001, retrying while the server is not active.
 async fn subscribe(address: &str, destination: &str) -> CanalClient {
     let started = Instant::now();
     loop {
-        let attempt = async {
-            let mut client =
-                CanalClient::connect(address, &Login::default(), Duration::from_secs(5)).await?;
-            client.subscribe(destination, "1001", "").await?;
-            Ok::<_, canal::client::ClientError>(client)
-        };
-        match attempt.await {
+        match try_subscribe(address, destination).await {
             Ok(client) => return client,
             Err(error) if started.elapsed() < WAIT => {
                 println!("subscribe: {error}; retrying");
@@ -604,27 +554,6 @@ async fn subscribe(address: &str, destination: &str) -> CanalClient {
             Err(error) => panic!("cannot subscribe to {destination} at {address}: {error}"),
         }
     }
-}
-
-/// Receives (and acks) until `count` rows arrived.
-async fn receive(client: &mut CanalClient, count: usize) -> Vec<String> {
-    let started = Instant::now();
-    let mut rows = Vec::new();
-    while rows.len() < count {
-        assert!(started.elapsed() < WAIT, "only {rows:?} arrived");
-        let received = client
-            .get(100, Some(Duration::from_millis(100)))
-            .await
-            .unwrap();
-        if received.batch_id == -1 {
-            continue;
-        }
-        rows.extend(ids(&received));
-        client.ack(received.batch_id).await.unwrap();
-    }
-    // The last ack is processed once a following request is answered.
-    let _ = client.get(1, Some(Duration::from_millis(1))).await;
-    rows
 }
 
 async fn cursor_of(zk: &Client, destination: &str, client: &str) -> Option<CursorRecord> {
@@ -642,22 +571,22 @@ async fn cursor_of(zk: &Client, destination: &str, client: &str) -> Option<Curso
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_fences_a_live_server_which_resumes_from_the_new_cursor() {
-    let env = LiveEnv::get();
     let servers = zkt::servers();
     let zk = zookeeper().await;
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("opzk_reset");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
+    let LiveSchema {
+        env,
+        mut conn,
+        server_id,
+        name: schema,
+        start,
+        ..
+    } = LiveSchema::create("opzk_reset", &["t (id INT PRIMARY KEY)"]).await;
     let destination = format!("opzkreset{server_id}");
     let dir = test_dir(&destination);
     let conf = dir.join("conf");
     write_conf(
         &conf,
-        &ha_properties(&destination, &servers),
+        &ha_properties(&destination, &servers, 4000),
         &[(&destination, &instance_properties(&env, &schema, &start))],
     );
     let mut server = ServerProcess::spawn(SpawnOptions::new("opzk-reset", &conf));
@@ -687,7 +616,7 @@ async fn reset_fences_a_live_server_which_resumes_from_the_new_cursor() {
     }
     let mut client = subscribe(&address, &destination).await;
     assert_eq!(
-        receive(&mut client, 6).await,
+        receive_acked(&mut client, 6, WAIT).await,
         ["1", "2", "3", "4", "5", "6"]
     );
     drop(client);
@@ -769,7 +698,7 @@ async fn reset_fences_a_live_server_which_resumes_from_the_new_cursor() {
 
     // The client resumes from the new cursor: rows 4-6 again.
     let mut client = subscribe(&address, &destination).await;
-    assert_eq!(receive(&mut client, 3).await, ["4", "5", "6"]);
+    assert_eq!(receive_acked(&mut client, 3, WAIT).await, ["4", "5", "6"]);
     drop(client);
 
     // A named client without a cursor gets one.

@@ -7,7 +7,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
@@ -15,29 +14,31 @@ use std::{
 
 use canal::{
     binlog::position::StartPosition,
-    client::{CanalClient, Login, Received},
+    client::{CanalClient, Received},
     cursor::{CursorStore, SharedCursorStore, file::FileCursors, zk::ZkCursors},
     protocol::{
         auth::Credentials,
         entry::{EntryType, EventType, RowChange},
     },
+    server::InstanceSettings,
     store::{BatchMode, StoreConfig},
 };
-use common::live::*;
+use common::{
+    canal_java::java_client,
+    cluster::test_dir,
+    live::{settings, start_server_with, unique},
+    scene::{LiveSchema, ServerScene, server::DESTINATION},
+    zk,
+};
 use mysql_async::prelude::Queryable;
 use prost::Message;
 
+/// The table most tests write to.
+const ID_TABLE: &str = "t (id INT PRIMARY KEY)";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The tests share the binlog and some ports: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("canal-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Row changes of a batch: (event type, after-or-before values).
 fn rows_of(received: &Received) -> Vec<(EventType, Vec<String>)> {
@@ -71,18 +72,6 @@ fn ddl_of(received: &Received) -> Vec<(EventType, String)> {
         .collect()
 }
 
-async fn connect_client(address: std::net::SocketAddr) -> CanalClient {
-    let mut client = CanalClient::connect(
-        &address.to_string(),
-        &Login::default(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    client.subscribe("example", "1001", "").await.unwrap();
-    client
-}
-
 /// Receives until `rows` row changes arrived, acking each batch unless told.
 async fn receive_rows(client: &mut CanalClient, rows: usize, ack: bool) -> Vec<Received> {
     let deadline = Instant::now() + WAIT;
@@ -112,37 +101,23 @@ async fn receive_rows(client: &mut CanalClient, rows: usize, ack: bool) -> Vec<R
 #[tokio::test(flavor = "multi_thread")]
 async fn changes_reach_our_client_in_order() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("e2e");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let running = start_server(
-        &env,
-        server_id,
-        "example",
-        &schema,
-        start,
-        Credentials::default(),
-        |_| {},
-    )
-    .await;
-    let mut client = connect_client(running.address).await;
-    conn.query_drop(format!(
-        "INSERT INTO `{schema}`.t VALUES (1, 'one'), (2, 'two');
-         UPDATE `{schema}`.t SET v = 'uno' WHERE id = 1;
-         DELETE FROM `{schema}`.t WHERE id = 2;
-         ALTER TABLE `{schema}`.t ADD COLUMN n INT;
-         USE `{schema}`;
-         INSERT INTO t SELECT seq + 10, 'bulk', seq FROM seq_1_to_20000"
-    ))
-    .await
-    .unwrap();
+    let mut scene = ServerScene::new("e2e")
+        .table("t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .start()
+        .await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
+    scene
+        .schema
+        .execute(&format!(
+            "INSERT INTO `{schema}`.t VALUES (1, 'one'), (2, 'two');
+             UPDATE `{schema}`.t SET v = 'uno' WHERE id = 1;
+             DELETE FROM `{schema}`.t WHERE id = 2;
+             ALTER TABLE `{schema}`.t ADD COLUMN n INT;
+             USE `{schema}`;
+             INSERT INTO t SELECT seq + 10, 'bulk', seq FROM seq_1_to_20000"
+        ))
+        .await;
     let batches = receive_rows(&mut client, 20_004, true).await;
     let rows: Vec<_> = batches.iter().flat_map(rows_of).collect();
     assert_eq!(rows[0], (EventType::Insert, vec!["1".into(), "one".into()]));
@@ -168,34 +143,19 @@ async fn changes_reach_our_client_in_order() {
     let ddl: Vec<_> = batches.iter().flat_map(ddl_of).collect();
     assert_eq!(ddl.len(), 1);
     assert_eq!(ddl[0].0, EventType::Alter);
-    running.shutdown().await;
+    scene.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_redelivers_unacked_batches() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("rollback");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
-    let running = start_server(
-        &env,
-        server_id,
-        "example",
-        &schema,
-        start,
-        Credentials::default(),
-        |_| {},
-    )
-    .await;
-    let mut client = connect_client(running.address).await;
-    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
-        .await
-        .unwrap();
+    let mut scene = ServerScene::new("rollback").table(ID_TABLE).start().await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
+    scene
+        .schema
+        .execute(&format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
+        .await;
     let first = receive_rows(&mut client, 3, false).await;
     client.rollback(0).await.unwrap();
     let again = receive_rows(&mut client, 3, true).await;
@@ -211,40 +171,33 @@ async fn rollback_redelivers_unacked_batches() {
         again[0].batch_id > first.last().unwrap().batch_id,
         "new batch ids"
     );
-    running.shutdown().await;
+    scene.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_resumes_from_the_cursor() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("restart");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
-    let dir = temp_dir("restart");
+    let dir = test_dir("e2e-restart");
     let cursors =
         || -> SharedCursorStore { Arc::new(FileCursors::new(&dir.join("example"), "example")) };
-    let make_settings = |start| {
-        let mut s = settings(&env, server_id, "example", &schema, start);
-        s.store.batch_mode = BatchMode::ItemSize;
-        s.flush_period = Duration::from_secs(3600); // only the shutdown flushes
-        s
-    };
-    let running = start_server_with(
-        make_settings(start.clone()),
-        cursors(),
-        Credentials::default(),
-    )
-    .await;
-    let mut client = connect_client(running.address).await;
+    /// Small batches; only the shutdown flushes cursors.
+    fn small_batches(settings: &mut InstanceSettings) {
+        settings.store.batch_mode = BatchMode::ItemSize;
+        settings.flush_period = Duration::from_secs(3600);
+    }
+    let mut scene = ServerScene::new("restart")
+        .table(ID_TABLE)
+        .settings(small_batches)
+        .cursors(cursors())
+        .start()
+        .await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
     for id in 1..=10 {
-        conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
-            .await
-            .unwrap();
+        scene
+            .schema
+            .execute(&format!("INSERT INTO `{schema}`.t VALUES ({id})"))
+            .await;
     }
     // Small batches: ack the first 6 rows' batches, keep the rest unacked.
     let mut acked_ids = Vec::new();
@@ -271,20 +224,19 @@ async fn restart_resumes_from_the_cursor() {
         }
     }
     drop(client);
-    running.shutdown().await;
+    scene.server.shutdown().await;
     for id in 11..=15 {
-        conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES ({id})"))
-            .await
-            .unwrap();
+        scene
+            .schema
+            .execute(&format!("INSERT INTO `{schema}`.t VALUES ({id})"))
+            .await;
     }
     // The configured start is ignored once a cursor exists.
-    let running = start_server_with(
-        make_settings(StartPosition::Latest),
-        cursors(),
-        Credentials::default(),
-    )
-    .await;
-    let mut client = connect_client(running.address).await;
+    let mut settings = scene.schema.settings(DESTINATION);
+    settings.start = Some(StartPosition::Latest);
+    small_batches(&mut settings);
+    scene.server = start_server_with(settings, cursors(), Credentials::default()).await;
+    let mut client = scene.client().await;
     let batches = receive_rows(&mut client, 15 - acked_ids.len(), true).await;
     let resumed: Vec<String> = batches
         .iter()
@@ -300,23 +252,13 @@ async fn restart_resumes_from_the_cursor() {
         acked_ids.iter().all(|id| !resumed.contains(id)),
         "acknowledged rows are not repeated"
     );
-    running.shutdown().await;
+    scene.server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backpressure_bounds_the_store_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("pressure");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, pad VARCHAR(200))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
     let capacity = StoreConfig {
         capacity_events: 64,
         capacity_bytes: 32 * 1024,
@@ -324,27 +266,24 @@ async fn backpressure_bounds_the_store_and_loses_nothing() {
         memunit: 1024,
         ddl_isolation: false,
     };
-    let running = start_server(
-        &env,
-        server_id,
-        "example",
-        &schema,
-        start,
-        Credentials::default(),
-        |s| s.store = capacity,
-    )
-    .await;
-    let mut client = connect_client(running.address).await;
-    conn.query_drop(format!("USE `{schema}`")).await.unwrap();
+    let mut scene = ServerScene::new("pressure")
+        .table("t (id INT PRIMARY KEY, pad VARCHAR(200))")
+        .settings(move |s| s.store = capacity)
+        .start()
+        .await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
+    scene.schema.execute(&format!("USE `{schema}`")).await;
     for batch in 0..20 {
-        conn.query_drop(format!(
-            "INSERT INTO t SELECT {batch} * 100 + seq, REPEAT('p', 150) FROM seq_1_to_100"
-        ))
-        .await
-        .unwrap();
+        scene
+            .schema
+            .execute(&format!(
+                "INSERT INTO t SELECT {batch} * 100 + seq, REPEAT('p', 150) FROM seq_1_to_100"
+            ))
+            .await;
     }
     // A client that takes but never acknowledges: the store fills and stops.
-    let instance = running.shared.instance("example").unwrap();
+    let instance = scene.server.shared.instance("example").unwrap();
     let mut taken = 0;
     for _ in 0..50 {
         let received = client
@@ -386,13 +325,13 @@ async fn backpressure_bounds_the_store_and_loses_nothing() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 2000, "no row lost or repeated");
-    running.shutdown().await;
+    scene.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn zookeeper_cursors_use_canal_paths_and_json() {
     let _serial = SERIAL.lock().await;
-    let servers = std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env");
+    let servers = zk::servers();
     let zookeeper = zookeeper_client::Client::connect(&servers)
         .await
         .expect("ZooKeeper ensemble");
@@ -458,47 +397,21 @@ async fn zookeeper_cursors_use_canal_paths_and_json() {
         .await;
 }
 
-fn java_client() -> tokio::process::Command {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client");
-    let mut command = tokio::process::Command::new(script);
-    command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn canal_java_client_consumes_unchanged() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("java");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20), d DECIMAL(10,2))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let credentials = Credentials {
-        user: Some("canal".into()),
-        passwd: Some(canal::protocol::auth::server_secret("canal")),
-    };
-    let running = start_server(
-        &env,
-        server_id,
-        "example",
-        &schema,
-        start,
-        credentials,
-        |_| {},
-    )
-    .await;
+    let mut scene = ServerScene::new("java")
+        .table("t (id INT PRIMARY KEY, v VARCHAR(20), d DECIMAL(10,2))")
+        .login("canal", "canal")
+        .start()
+        .await;
+    let schema = scene.schema.name.clone();
     let child = java_client()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .args([
             "--addr",
-            &running.address.to_string(),
+            &scene.server.address.to_string(),
             "--destination",
             "example",
             "--user",
@@ -510,16 +423,17 @@ async fn canal_java_client_consumes_unchanged() {
         .spawn()
         .expect("scripts/java-client runs (needs java and mvn)");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    conn.query_drop(format!(
-        "INSERT INTO `{schema}`.t VALUES (1, 'ü', 1.50), (2, NULL, -2.00);
-         UPDATE `{schema}`.t SET v = 'x' WHERE id = 2;
-         DELETE FROM `{schema}`.t WHERE id = 1;
-         ALTER TABLE `{schema}`.t ADD COLUMN n INT;
-         USE `{schema}`;
-         INSERT INTO t SELECT seq + 10, 'bulk', seq, seq FROM seq_1_to_1001"
-    ))
-    .await
-    .unwrap();
+    scene
+        .schema
+        .execute(&format!(
+            "INSERT INTO `{schema}`.t VALUES (1, 'ü', 1.50), (2, NULL, -2.00);
+             UPDATE `{schema}`.t SET v = 'x' WHERE id = 2;
+             DELETE FROM `{schema}`.t WHERE id = 1;
+             ALTER TABLE `{schema}`.t ADD COLUMN n INT;
+             USE `{schema}`;
+             INSERT INTO t SELECT seq + 10, 'bulk', seq, seq FROM seq_1_to_1001"
+        ))
+        .await;
     let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
         .await
         .unwrap()
@@ -561,82 +475,34 @@ async fn canal_java_client_consumes_unchanged() {
         lines.iter().any(|l| l["rolledBack"] == true),
         "the rolled-back batch came before its redelivery"
     );
-    running.shutdown().await;
+    scene.server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_cursors_and_exits_zero() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("sigterm");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = latest(&mut conn).await
-    else {
-        unreachable!()
-    };
-    let dir = temp_dir("sigterm");
-    let ports = write_conf(&env, &dir, server_id, &schema, &journal_name, position, "");
-    let (mut server, mut client) = spawn_server(&dir, &ports).await;
-    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
-        .await
-        .unwrap();
+    let mut scene = ServerScene::new("sigterm").table(ID_TABLE).spawn().await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
+    let journal_name = scene.schema.file_position().0.to_owned();
+    scene
+        .schema
+        .execute(&format!("INSERT INTO `{schema}`.t VALUES (1), (2)"))
+        .await;
     receive_rows(&mut client, 2, true).await;
     // The ack reached the server once a following request was answered.
     let _ = client.get(10, None).await.unwrap();
-    let pid = server.id().unwrap();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    scene.server.sigterm();
+    let status = scene.server.wait_exit(Duration::from_secs(20)).await;
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
     // canal.file.data.dir/<destination>/meta.dat
-    let meta = std::fs::read_to_string(dir.join("example/meta.dat"))
+    let meta = std::fs::read_to_string(scene.data_dir.join("example/meta.dat"))
         .expect("meta.dat written on shutdown");
     assert!(
         meta.contains(r#""clientId":1001"#) && meta.contains(&journal_name),
         "{meta}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Creates `path` and its missing parents (persistent) with `data` on the
-/// last node, in `mode`.
-async fn zk_create_all(
-    zookeeper: &zookeeper_client::Client,
-    path: &str,
-    data: &[u8],
-    mode: zookeeper_client::CreateMode,
-) {
-    let mut prefix = String::new();
-    let parts: Vec<_> = path.trim_start_matches('/').split('/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        prefix.push('/');
-        prefix.push_str(part);
-        let last = i + 1 == parts.len();
-        let options = if last {
-            mode.with_acls(zookeeper_client::Acls::anyone_all())
-        } else {
-            zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
-        };
-        match zookeeper
-            .create(&prefix, if last { data } else { b"" }, &options)
-            .await
-        {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(error) => panic!("create {prefix}: {error}"),
-        }
-    }
+    let _ = std::fs::remove_dir_all(&scene.dir);
 }
 
 /// `tail --zk` finds the server named in `{dest}/running` and, when that
@@ -646,19 +512,19 @@ async fn zk_create_all(
 async fn tail_follows_the_running_node_across_servers() {
     use tokio::io::AsyncBufReadExt;
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let servers = std::env::var("CANAL_TEST_ZK").expect("CANAL_TEST_ZK from scripts/env env");
+    let servers = zk::servers();
     let zookeeper = zookeeper_client::Client::connect(&servers)
         .await
         .expect("ZooKeeper ensemble");
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("tailzk");
+    let LiveSchema {
+        env,
+        mut conn,
+        server_id,
+        name: schema,
+        start,
+        ..
+    } = LiveSchema::create("tailzk", &[ID_TABLE]).await;
     let destination = format!("tail{server_id}");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let start = latest(&mut conn).await;
     let cursors =
         || -> SharedCursorStore { Arc::new(ZkCursors::new(zookeeper.clone(), &destination)) };
     let first = start_server_with(
@@ -671,7 +537,7 @@ async fn tail_follows_the_running_node_across_servers() {
     let owner = |address: std::net::SocketAddr| {
         format!(r#"{{"active":true,"address":"{address}","cid":1}}"#).into_bytes()
     };
-    zk_create_all(
+    zk::create_all(
         &zookeeper,
         &running,
         &owner(first.address),
@@ -776,108 +642,6 @@ async fn tail_follows_the_running_node_across_servers() {
     let _ = zookeeper.delete(&running, None).await;
 }
 
-struct Ports {
-    canal: u16,
-    metrics: u16,
-}
-
-/// canal's configuration layout for one destination `example` reading
-/// `schema`, file cursors under `dir`; `extra` is appended to
-/// instance.properties.
-fn write_conf(
-    env: &LiveEnv,
-    dir: &std::path::Path,
-    server_id: u32,
-    schema: &str,
-    journal_name: &str,
-    position: u64,
-    extra: &str,
-) -> Ports {
-    let ports = Ports {
-        canal: free_port(),
-        metrics: free_port(),
-    };
-    std::fs::create_dir_all(dir.join("example")).unwrap();
-    std::fs::write(
-        dir.join("canal.properties"),
-        format!(
-            "canal.ip = 127.0.0.1\ncanal.port = {}\ncanal.metrics.pull.port = {}\ncanal.destinations = example\n\
-             canal.file.data.dir = {}\ncanal.file.flush.period = 3600000\n",
-            ports.canal,
-            ports.metrics,
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("example/instance.properties"),
-        format!(
-            "canal.instance.mysql.slaveId = {server_id}\ncanal.instance.master.address = {}\n\
-             canal.instance.dbUsername = {}\ncanal.instance.dbPassword = {}\n\
-             canal.instance.master.journal.name = {journal_name}\ncanal.instance.master.position = {position}\n\
-             canal.instance.filter.regex = {}\\\\..*\n{extra}",
-            env.address, env.user, env.password, schema
-        ),
-    )
-    .unwrap();
-    ports
-}
-
-/// Starts the canal-server binary on `dir` and subscribes a client as 1001.
-async fn spawn_server(
-    dir: &std::path::Path,
-    ports: &Ports,
-) -> (tokio::process::Child, CanalClient) {
-    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_canal-server"))
-        .arg("--conf")
-        .arg(dir)
-        .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let address = format!("127.0.0.1:{}", ports.canal);
-    let mut connected = None;
-    for _ in 0..100 {
-        if let Ok(c) =
-            CanalClient::connect(&address, &Login::default(), Duration::from_secs(1)).await
-        {
-            connected = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut client = connected.expect("the server listens");
-    client.subscribe("example", "1001", "").await.unwrap();
-    (server, client)
-}
-
-/// A plain HTTP/1.1 GET: (status code, body).
-async fn http_get(port: u16, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// The value of the metric line starting with `series` (name and labels).
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -887,43 +651,34 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_and_health_describe_the_destination() {
     let _serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique("metrics");
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!("CREATE TABLE `{schema}`.t (id INT PRIMARY KEY)"))
-        .await
-        .unwrap();
-    let StartPosition::FilePosition {
-        journal_name,
-        position,
-    } = latest(&mut conn).await
-    else {
-        unreachable!()
+    let mut scene = ServerScene::new("metrics")
+        .table(ID_TABLE)
+        .instance_properties("canal.instance.network.heartbeat = 500\n")
+        .spawn()
+        .await;
+    let mut client = scene.client().await;
+    let schema = scene.schema.name.clone();
+    let journal_name = scene.schema.file_position().0.to_owned();
+    let http_get = async |path| {
+        scene
+            .server
+            .http_get(path)
+            .await
+            .expect("the server answers")
     };
-    let dir = temp_dir("metrics");
-    let ports = write_conf(
-        &env,
-        &dir,
-        server_id,
-        &schema,
-        &journal_name,
-        position,
-        "canal.instance.network.heartbeat = 500\n",
-    );
-    let (mut server, mut client) = spawn_server(&dir, &ports).await;
-    assert_eq!(http_get(ports.metrics, "/healthz").await.0, 200);
-    let (status, ready) = http_get(ports.metrics, "/readyz").await;
+    assert_eq!(http_get("/healthz").await.0, 200);
+    let (status, ready) = http_get("/readyz").await;
     assert_eq!(status, 200, "{ready}");
     let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["example"]["running"], true, "{ready}");
     assert_eq!(ready["example"]["clients"], 1, "{ready}");
 
-    conn.query_drop(format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
-        .await
-        .unwrap();
+    scene
+        .schema
+        .execute(&format!("INSERT INTO `{schema}`.t VALUES (1), (2), (3)"))
+        .await;
     let batches = receive_rows(&mut client, 3, false).await;
-    let (_, text) = http_get(ports.metrics, "/metrics").await;
+    let (_, text) = http_get("/metrics").await;
     let label = r#"{destination="example",client="1001"}"#;
     assert_eq!(
         metric(&text, &format!("canal_client_batches_outstanding{label}")),
@@ -957,7 +712,7 @@ async fn metrics_and_health_describe_the_destination() {
         .expect("the transaction's end arrived");
     // Idle now: the heartbeats (every 500 ms) bring the delay back to ~0.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, text) = http_get(ports.metrics, "/metrics").await;
+    let (_, text) = http_get("/metrics").await;
     let acked = metric(
         &text,
         &format!(
@@ -976,15 +731,6 @@ async fn metrics_and_health_describe_the_destination() {
     .unwrap();
     assert!(delay < 1.0, "delay {delay} s while idle with heartbeats");
 
-    server.start_kill().unwrap();
-    let _ = server.wait().await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    scene.server.sigkill();
+    let _ = std::fs::remove_dir_all(&scene.dir);
 }

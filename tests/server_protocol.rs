@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use canal::protocol::{
-    auth::{Credentials, client_token, server_secret},
+    auth::client_token,
     entry::{Entry, EntryType},
     frame::{self, MAX_SERVER_FRAME},
     packet::{
@@ -15,7 +15,7 @@ use canal::protocol::{
         Sub, Unsub,
     },
 };
-use common::live::*;
+use common::scene::ServerScene;
 use mysql_async::prelude::Queryable;
 use prost::Message;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
@@ -145,9 +145,11 @@ fn error(ack: &Ack) -> (i32, &str) {
     (ack.error_code.unwrap_or(0), ack.error_message.as_str())
 }
 
+/// The SERIAL lock, then an in-process server on a fresh schema with table
+/// `t`, requiring the login canal/canal.
 async fn server(
     name: &str,
-    tweak: impl FnOnce(&mut canal::server::InstanceSettings),
+    tweak: impl FnOnce(&mut canal::server::InstanceSettings) + Send + 'static,
 ) -> (
     tokio::sync::MutexGuard<'static, ()>,
     mysql_async::Conn,
@@ -155,31 +157,13 @@ async fn server(
     canal::server::RunningServer,
 ) {
     let serial = SERIAL.lock().await;
-    let env = LiveEnv::get();
-    let mut conn = env.root().await;
-    let (server_id, schema) = unique(name);
-    fresh_schema(&mut conn, &schema).await;
-    conn.query_drop(format!(
-        "CREATE TABLE `{schema}`.t (id INT PRIMARY KEY, v VARCHAR(20))"
-    ))
-    .await
-    .unwrap();
-    let start = latest(&mut conn).await;
-    let credentials = Credentials {
-        user: Some("canal".into()),
-        passwd: Some(server_secret("canal")),
-    };
-    let running = start_server(
-        &env,
-        server_id,
-        "example",
-        &schema,
-        start,
-        credentials,
-        tweak,
-    )
-    .await;
-    (serial, conn, schema, running)
+    let scene = ServerScene::new(name)
+        .table("t (id INT PRIMARY KEY, v VARCHAR(20))")
+        .login("canal", "canal")
+        .settings(tweak)
+        .start()
+        .await;
+    (serial, scene.schema.conn, scene.schema.name, scene.server)
 }
 
 #[tokio::test(flavor = "multi_thread")]

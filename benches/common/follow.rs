@@ -32,6 +32,52 @@ pub struct Seen {
     pub last_batch_rows: usize,
 }
 
+/// Waits until more than 20 batches beyond those seen so far arrived, the
+/// last from `leader`: rows flow through the current leader.
+pub async fn rows_from_leader(seen: &Mutex<Seen>, leader: &str, timeout: Duration) {
+    let batches = seen.lock().unwrap().batches.len();
+    poll_until("rows from the leader", timeout, || {
+        let seen = seen.lock().unwrap();
+        seen.batches.len() > batches + 20 && seen.batches.last().is_some_and(|(_, s)| *s == leader)
+    })
+    .await;
+}
+
+/// The failover time of an event at `event`: how long after it the first
+/// batch from a server other than `old` arrived (waits for it).
+pub async fn first_change_after(
+    seen: &Mutex<Seen>,
+    event: Instant,
+    old: &str,
+    timeout: Duration,
+) -> Duration {
+    let first = || {
+        seen.lock()
+            .unwrap()
+            .batches
+            .iter()
+            .find(|(at, server)| *at > event && *server != old)
+            .map(|(at, _)| *at)
+    };
+    poll_until("the new leader's first change", timeout, || {
+        first().is_some()
+    })
+    .await;
+    first().expect("the new leader's first change") - event
+}
+
+/// Polls `condition` every 25 ms; panics with `what` after `timeout`.
+async fn poll_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The first column (the key) of every row image of `table`.
 pub fn ids_of(entries: &[Entry], table: &str) -> Vec<i64> {
     entries

@@ -1,5 +1,6 @@
 //! canal's own Java server (`scripts/canal-java`, canal 1.1.7 modules) as a
-//! child process, for the side-by-side conformance tests and benchmarks.
+//! child process, for the side-by-side conformance tests and benchmarks,
+//! and canal's own Java client (`scripts/java-client`).
 
 use std::{
     path::{Path, PathBuf},
@@ -7,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::cluster::logged_command;
+use super::cluster::{logged_command, wait_child_exit};
 
 /// Where the reference server keeps its cursors: `Memory` is canal's
 /// memory-instance, `ZooKeeper` its default-instance (HA, cursors flushed to
@@ -45,6 +46,16 @@ pub fn reference_properties(
     }
     text.push_str(extra);
     text
+}
+
+/// canal's own Java client, `scripts/java-client` (canal.client 1.1.8 from
+/// Maven Central), to be given its arguments; killed when dropped.
+pub fn java_client() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/java-client"),
+    );
+    command.kill_on_drop(true);
+    command
 }
 
 /// A running `scripts/canal-java CONF_DIR`: the JVM itself (the script
@@ -159,21 +170,8 @@ impl CanalJavaServer {
 
     /// Waits for the JVM to exit; panics after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Ok(None) => panic!(
-                    "canal ({}) still running {timeout:?} after it was told to stop; log: {}",
-                    self.name,
-                    self.log_path.display()
-                ),
-                Err(e) => panic!("cannot wait for canal ({}): {e}", self.name),
-            }
-        }
+        let name = format!("canal ({})", self.name);
+        wait_child_exit(&mut self.child, timeout, &name, &self.log_path).await
     }
 
     /// Starts canal again on the same configuration, appending to the same

@@ -98,6 +98,31 @@ pub fn logged_command(program: &Path, log_path: &Path) -> Command {
     command
 }
 
+/// Waits for `child` (`name`, logging to `log_path`) to exit; panics after
+/// `timeout`.
+pub async fn wait_child_exit(
+    child: &mut Child,
+    timeout: Duration,
+    name: &str,
+    log_path: &Path,
+) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Ok(None) => panic!(
+                "{name} (pid {}) still running {timeout:?} after it was told to stop; log: {}",
+                child.id(),
+                log_path.display()
+            ),
+            Err(e) => panic!("cannot wait for {name}: {e}"),
+        }
+    }
+}
+
 /// What to start: `client_port` and `metrics_port` are passed to the process
 /// as `canal.port` and `canal.metrics.pull.port` (environment variables
 /// override the files), so the handle's addresses always match it.
@@ -238,22 +263,7 @@ impl ServerProcess {
 
     /// Waits for the process to exit; panics after `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return status,
-                Ok(None) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Ok(None) => panic!(
-                    "{} (pid {}) still running {timeout:?} after it was told to stop; log: {}",
-                    self.options.name,
-                    self.child.id(),
-                    self.log_path.display()
-                ),
-                Err(e) => panic!("cannot wait for {}: {e}", self.options.name),
-            }
-        }
+        wait_child_exit(&mut self.child, timeout, &self.options.name, &self.log_path).await
     }
 
     /// Starts the process again with the same arguments and environment,

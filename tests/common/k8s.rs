@@ -387,6 +387,27 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("cannot run kubectl {}: {e}", args.join(" ")))
     }
 
+    /// `kubectl apply --server-side` of `file` as [`FIELD_MANAGER`]; panics
+    /// with kubectl's error output when it fails.
+    pub async fn apply_file(&self, file: &Path) {
+        let file = file.to_str().expect("a UTF-8 path");
+        let output = self
+            .kubectl(&[
+                "apply",
+                "--server-side",
+                "--field-manager",
+                FIELD_MANAGER,
+                "-f",
+                file,
+            ])
+            .await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Creates namespace `name` unless it exists.
     pub async fn ensure_namespace(&self, name: &str) {
         let client = self.client().await;

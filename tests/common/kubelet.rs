@@ -68,8 +68,8 @@ use k8s_openapi::{
         apps::v1::{StatefulSet, StatefulSetStatus},
         core::v1::{
             ConfigMap, Container as ContainerSpec, ContainerState, ContainerStateRunning,
-            ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod,
-            PodCondition, PodIP, PodStatus, Probe, Secret,
+            ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, EnvVar, HostIP,
+            KeyToPath, Pod, PodCondition, PodIP, PodSpec, PodStatus, Probe, Secret, Volume,
         },
     },
     apimachinery::pkg::{
@@ -781,6 +781,9 @@ fn ignore_status(result: kube::Result<()>, codes: &[u16]) -> kube::Result<()> {
     }
 }
 
+/// One pass of the StatefulSet controller over `set`: at most one pod
+/// created, deleted or rolled (all at once under `Parallel`), then the
+/// status.
 async fn sync_statefulset(
     sets: &Api<StatefulSet>,
     pods: &Api<Pod>,
@@ -794,26 +797,71 @@ async fn sync_statefulset(
     let Some(spec) = &set.spec else {
         return Ok(());
     };
-    let name = set.metadata.name.clone().unwrap_or_default();
-    let replicas = spec.replicas.unwrap_or(1).max(0);
-    let update_revision = revision(set);
-    let parallel = spec.pod_management_policy.as_deref() == Some("Parallel");
-    let owned: BTreeMap<i32, &Pod> = all_pods
-        .iter()
-        .filter_map(|p| Some((ordinal_of(set, p)?, p)))
-        .collect();
+    let view = SetView {
+        name: set.metadata.name.clone().unwrap_or_default(),
+        replicas: spec.replicas.unwrap_or(1).max(0),
+        update_revision: revision(set),
+        parallel: spec.pod_management_policy.as_deref() == Some("Parallel"),
+        owned: all_pods
+            .iter()
+            .filter_map(|p| Some((ordinal_of(set, p)?, p)))
+            .collect(),
+    };
+    create_missing(pods, set, &view, all_pods).await?;
+    delete_surplus(pods, &view).await?;
+    let rolling = spec
+        .update_strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .is_none_or(|t| t == "RollingUpdate");
+    if rolling {
+        roll_one(pods, &view).await?;
+    }
+    let status = statefulset_status(set, &view);
+    if set.status.as_ref() != Some(&status) {
+        let patch = json!({
+            "metadata": { "uid": set.metadata.uid },
+            "status": status,
+        });
+        ignore_status(
+            sets.patch_status(&view.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ()),
+            &[404, 409, 422],
+        )?;
+    }
+    Ok(())
+}
+
+/// What one controller pass knows of a StatefulSet.
+struct SetView<'a> {
+    name: String,
+    replicas: i32,
+    update_revision: String,
+    parallel: bool,
+    /// The set's pods by ordinal.
+    owned: BTreeMap<i32, &'a Pod>,
+}
+
+/// Missing replicas, in ordinal order (one at a time, each after the ones
+/// before are healthy, unless `Parallel`).
+async fn create_missing(
+    pods: &Api<Pod>,
+    set: &StatefulSet,
+    view: &SetView<'_>,
+    all_pods: &[Pod],
+) -> kube::Result<()> {
     let taken = |pod_name: &str| {
         all_pods
             .iter()
             .any(|p| p.metadata.name.as_deref() == Some(pod_name))
     };
-
-    // Missing replicas.
-    for ordinal in 0..replicas {
-        if owned.contains_key(&ordinal) {
+    let parallel = view.parallel;
+    for ordinal in 0..view.replicas {
+        if view.owned.contains_key(&ordinal) {
             continue;
         }
-        let pod_name = format!("{name}-{ordinal}");
+        let pod_name = format!("{}-{ordinal}", view.name);
         if taken(&pod_name) {
             // Someone else's pod (or a terminating one): wait.
             if parallel {
@@ -821,10 +869,10 @@ async fn sync_statefulset(
             }
             break;
         }
-        if !parallel && !(0..ordinal).all(|o| owned.get(&o).is_some_and(|p| is_healthy(p))) {
+        if !parallel && !(0..ordinal).all(|o| view.owned.get(&o).is_some_and(|p| is_healthy(p))) {
             break;
         }
-        let pod = new_pod(set, ordinal, &update_revision);
+        let pod = new_pod(set, ordinal, &view.update_revision);
         ignore_status(
             pods.create(&PostParams::default(), &pod).await.map(|_| ()),
             &[409],
@@ -833,46 +881,53 @@ async fn sync_statefulset(
             break;
         }
     }
+    Ok(())
+}
 
-    // Pods beyond spec.replicas, from the highest ordinal.
-    for (_, pod) in owned.range(replicas..).rev() {
+/// Pods beyond spec.replicas, from the highest ordinal.
+async fn delete_surplus(pods: &Api<Pod>, view: &SetView<'_>) -> kube::Result<()> {
+    for (_, pod) in view.owned.range(view.replicas..).rev() {
         if is_terminating(pod) {
-            if parallel {
+            if view.parallel {
                 continue;
             }
             break;
         }
         delete_pod(pods, pod).await?;
-        if !parallel {
+        if !view.parallel {
             break;
         }
     }
+    Ok(())
+}
 
-    // Rolling update, one pod at a time from the highest ordinal.
-    let rolling = spec
-        .update_strategy
-        .as_ref()
-        .and_then(|s| s.type_.as_deref())
-        .is_none_or(|t| t == "RollingUpdate");
-    if rolling {
-        for ordinal in (0..replicas).rev() {
-            let Some(pod) = owned.get(&ordinal) else {
-                break;
-            };
-            if pod_revision(pod) != Some(update_revision.as_str()) && !is_terminating(pod) {
-                delete_pod(pods, pod).await?;
-                break;
-            }
-            if !is_healthy(pod) {
-                break;
-            }
+/// Rolling update: deletes the highest-ordinal pod of an old revision, once
+/// every pod above it is healthy.
+async fn roll_one(pods: &Api<Pod>, view: &SetView<'_>) -> kube::Result<()> {
+    for ordinal in (0..view.replicas).rev() {
+        let Some(pod) = view.owned.get(&ordinal) else {
+            break;
+        };
+        if pod_revision(pod) != Some(view.update_revision.as_str()) && !is_terminating(pod) {
+            delete_pod(pods, pod).await?;
+            break;
+        }
+        if !is_healthy(pod) {
+            break;
         }
     }
+    Ok(())
+}
 
-    // Status.
+/// The status the controller reports for `set`: counts of its pods, and the
+/// current revision, which becomes the update revision once every replica
+/// runs it and is ready.
+fn statefulset_status(set: &StatefulSet, view: &SetView<'_>) -> StatefulSetStatus {
     let count = |f: &dyn Fn(&Pod) -> bool| {
-        i32::try_from(owned.values().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
+        i32::try_from(view.owned.values().filter(|p| f(p)).count()).unwrap_or(i32::MAX)
     };
+    let replicas = view.replicas;
+    let update_revision = view.update_revision.clone();
     let old = set.status.clone().unwrap_or_default();
     let mut current_revision = old
         .current_revision
@@ -885,7 +940,7 @@ async fn sync_statefulset(
         current_revision = update_revision.clone();
     }
     let current = count(&|p| pod_revision(p) == Some(current_revision.as_str()));
-    let status = StatefulSetStatus {
+    StatefulSetStatus {
         observed_generation: set.metadata.generation,
         replicas: total,
         ready_replicas: Some(ready),
@@ -896,20 +951,7 @@ async fn sync_statefulset(
         update_revision: Some(update_revision),
         collision_count: Some(old.collision_count.unwrap_or(0)),
         conditions: old.conditions.clone(),
-    };
-    if set.status.as_ref() != Some(&status) {
-        let patch = json!({
-            "metadata": { "uid": set.metadata.uid },
-            "status": status,
-        });
-        ignore_status(
-            sets.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ()),
-            &[404, 409, 422],
-        )?;
     }
-    Ok(())
 }
 
 /// A graceful delete of exactly this pod object.
@@ -942,27 +984,7 @@ fn dispatch_pods(shared: &Arc<Shared>, all_pods: &[Pod]) {
         .collect();
     let mut slots = shared.slots.lock().unwrap();
     for slot in slots.values() {
-        let listed = mine
-            .get(slot.name.as_str())
-            .filter(|p| p.metadata.uid.as_deref() == Some(slot.uid.as_str()));
-        match listed {
-            Some(pod) => {
-                let version = pod.metadata.resource_version.clone();
-                slot.updates.send_if_modified(|current| {
-                    let modified = current
-                        .as_ref()
-                        .is_none_or(|c| c.metadata.resource_version != version);
-                    if modified {
-                        *current = Some(Arc::new((*pod).clone()));
-                    }
-                    modified
-                });
-            }
-            None => {
-                slot.updates
-                    .send_if_modified(|current| current.take().is_some());
-            }
-        }
+        tell_worker(slot, &mine);
     }
     for (name, pod) in mine {
         if slots.contains_key(name) {
@@ -970,50 +992,84 @@ fn dispatch_pods(shared: &Arc<Shared>, all_pods: &[Pod]) {
             // still stopping: the new one starts after it is gone.
             continue;
         }
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if is_terminating(pod) {
-            // Not running here (a previous kubelet's): just confirm.
-            let pods = shared.pods();
-            let name = name.to_owned();
-            tokio::spawn(async move {
-                let _ = pods.delete(&name, &confirm_delete(&uid)).await;
-            });
-            continue;
+        if let Some(slot) = start_worker(shared, name, pod) {
+            slots.insert(name.to_owned(), slot);
         }
-        let claim = match claim_ip() {
-            Ok(claim) => claim,
-            Err(why) => {
-                eprintln!("kubelet: cannot start pod {name}: {why}");
-                continue;
-            }
-        };
-        let dir = shared
-            .root
-            .join(format!("{name}-{}", uid.get(..8).unwrap_or(&uid)));
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("kubelet: cannot create {}: {e}", dir.display());
-            continue;
-        }
-        let (updates, receiver) = watch::channel(Some(Arc::new(pod.clone())));
-        let slot = Arc::new(Slot {
-            name: name.to_owned(),
-            uid,
-            ip: claim.ip,
-            claim: Mutex::new(Some(claim)),
-            log_path: dir.join("container.log"),
-            dir,
-            container: Mutex::default(),
-            updates,
-            ready: AtomicBool::new(false),
-            restarts: AtomicI32::new(0),
-            waiting: Mutex::default(),
-        });
-        slots.insert(name.to_owned(), slot.clone());
-        let worker = tokio::spawn(pod_worker(shared.clone(), slot, receiver));
-        let mut workers = shared.workers.lock().unwrap();
-        workers.retain(|w| !w.is_finished());
-        workers.push(worker);
     }
+}
+
+/// Tells `slot`'s worker of its pod's new version, or that it is gone.
+fn tell_worker(slot: &Slot, mine: &HashMap<&str, &Pod>) {
+    let listed = mine
+        .get(slot.name.as_str())
+        .filter(|p| p.metadata.uid.as_deref() == Some(slot.uid.as_str()));
+    match listed {
+        Some(pod) => {
+            let version = pod.metadata.resource_version.clone();
+            slot.updates.send_if_modified(|current| {
+                let modified = current
+                    .as_ref()
+                    .is_none_or(|c| c.metadata.resource_version != version);
+                if modified {
+                    *current = Some(Arc::new((*pod).clone()));
+                }
+                modified
+            });
+        }
+        None => {
+            slot.updates
+                .send_if_modified(|current| current.take().is_some());
+        }
+    }
+}
+
+/// A slot (IP, directory) and a worker for a pod new to this node; `None`
+/// when the pod is already terminating (its deletion is confirmed) or the
+/// slot cannot be set up (the next dispatch tries again).
+fn start_worker(shared: &Arc<Shared>, name: &str, pod: &Pod) -> Option<Arc<Slot>> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if is_terminating(pod) {
+        // Not running here (a previous kubelet's): just confirm.
+        let pods = shared.pods();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let _ = pods.delete(&name, &confirm_delete(&uid)).await;
+        });
+        return None;
+    }
+    let claim = match claim_ip() {
+        Ok(claim) => claim,
+        Err(why) => {
+            eprintln!("kubelet: cannot start pod {name}: {why}");
+            return None;
+        }
+    };
+    let dir = shared
+        .root
+        .join(format!("{name}-{}", uid.get(..8).unwrap_or(&uid)));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("kubelet: cannot create {}: {e}", dir.display());
+        return None;
+    }
+    let (updates, receiver) = watch::channel(Some(Arc::new(pod.clone())));
+    let slot = Arc::new(Slot {
+        name: name.to_owned(),
+        uid,
+        ip: claim.ip,
+        claim: Mutex::new(Some(claim)),
+        log_path: dir.join("container.log"),
+        dir,
+        container: Mutex::default(),
+        updates,
+        ready: AtomicBool::new(false),
+        restarts: AtomicI32::new(0),
+        waiting: Mutex::default(),
+    });
+    let worker = tokio::spawn(pod_worker(shared.clone(), slot.clone(), receiver));
+    let mut workers = shared.workers.lock().unwrap();
+    workers.retain(|w| !w.is_finished());
+    workers.push(worker);
+    Some(slot)
 }
 
 fn confirm_delete(uid: &str) -> DeleteParams {
@@ -1556,10 +1612,26 @@ async fn prepare(
     state: &mut PodState,
 ) -> Result<Launch, Waiting> {
     let spec = pod.spec.as_ref().expect("a pod has a spec");
-    let namespace = &shared.namespace;
     let mut sources = Sources::default();
+    let mounts = mount_volumes(shared, slot, spec, container, &mut sources).await?;
+    state.sandbox = true;
+    let mut env = container_env(shared, slot, pod, container, &mut sources).await?;
+    add_kubelet_env(&mut env, &mounts, slot);
+    Ok(Launch {
+        args: container.args.clone().unwrap_or_default(),
+        env,
+    })
+}
 
-    // Volumes: each mounted ConfigMap or Secret in a directory of its own.
+/// Volumes: each mounted ConfigMap or Secret in a directory of its own
+/// under the slot; returns (mount path, host directory) of every mount.
+async fn mount_volumes(
+    shared: &Shared,
+    slot: &Slot,
+    spec: &PodSpec,
+    container: &ContainerSpec,
+    sources: &mut Sources,
+) -> Result<Vec<(String, PathBuf)>, Waiting> {
     let volumes_dir = slot.dir.join("volumes");
     let _ = std::fs::remove_dir_all(&volumes_dir);
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();
@@ -1572,76 +1644,8 @@ async fn prepare(
         };
         let dir = volumes_dir.join(&volume.name);
         std::fs::create_dir_all(&dir).map_err(|e| Waiting::volumes(e.to_string()))?;
-        let source = if let Some(cm) = &volume.config_map {
-            let data = sources
-                .config_map(shared, &cm.name)
-                .await
-                .map_err(Waiting::volumes)?;
-            Some((
-                "configmap",
-                cm.name.clone(),
-                data,
-                cm.items.as_deref(),
-                cm.optional == Some(true),
-            ))
-        } else if let Some(secret) = &volume.secret {
-            let name = secret.secret_name.clone().unwrap_or_default();
-            let data = sources
-                .secret(shared, &name)
-                .await
-                .map_err(Waiting::volumes)?;
-            Some((
-                "secret",
-                name,
-                data,
-                secret.items.as_deref(),
-                secret.optional == Some(true),
-            ))
-        } else {
-            // emptyDir and anything else: an empty directory.
-            None
-        };
-        if let Some((kind, name, data, items, optional)) = source {
-            match data {
-                None if optional => {}
-                None => {
-                    return Err(Waiting::volumes(format!(
-                        "MountVolume.SetUp failed for volume {:?} : {kind} {name:?} not found",
-                        volume.name
-                    )));
-                }
-                Some(data) => {
-                    let files: Vec<(String, String)> = match items {
-                        Some(items) => {
-                            let mut files = Vec::new();
-                            for item in items {
-                                match data.get(&item.key) {
-                                    Some(value) => files.push((item.path.clone(), value.clone())),
-                                    None if optional => {}
-                                    None => {
-                                        return Err(Waiting::volumes(format!(
-                                            "MountVolume.SetUp failed for volume {:?} : {kind} \
-                                             references non-existent key: {}",
-                                            volume.name, item.key
-                                        )));
-                                    }
-                                }
-                            }
-                            files
-                        }
-                        None => data.into_iter().collect(),
-                    };
-                    for (path, value) in files {
-                        let target = dir.join(&path);
-                        if let Some(parent) = target.parent() {
-                            std::fs::create_dir_all(parent)
-                                .map_err(|e| Waiting::volumes(e.to_string()))?;
-                        }
-                        std::fs::write(&target, value)
-                            .map_err(|e| Waiting::volumes(e.to_string()))?;
-                    }
-                }
-            }
+        if let Some(source) = VolumeSource::of(shared, volume, sources).await? {
+            source.write(&volume.name, &dir)?;
         }
         let target = match mount.sub_path.as_deref() {
             Some(sub) if !sub.is_empty() => dir.join(sub),
@@ -1649,9 +1653,112 @@ async fn prepare(
         };
         mounts.push((mount.mount_path.clone(), target));
     }
-    state.sandbox = true;
+    Ok(mounts)
+}
 
-    // Environment: envFrom, then env (later entries win).
+/// The data behind a ConfigMap or Secret volume.
+struct VolumeSource<'a> {
+    kind: &'static str,
+    name: String,
+    data: Option<BTreeMap<String, String>>,
+    items: Option<&'a [KeyToPath]>,
+    optional: bool,
+}
+
+impl<'a> VolumeSource<'a> {
+    /// `None` for emptyDir and anything else: an empty directory.
+    async fn of(
+        shared: &Shared,
+        volume: &'a Volume,
+        sources: &mut Sources,
+    ) -> Result<Option<VolumeSource<'a>>, Waiting> {
+        if let Some(cm) = &volume.config_map {
+            let data = sources
+                .config_map(shared, &cm.name)
+                .await
+                .map_err(Waiting::volumes)?;
+            Ok(Some(VolumeSource {
+                kind: "configmap",
+                name: cm.name.clone(),
+                data,
+                items: cm.items.as_deref(),
+                optional: cm.optional == Some(true),
+            }))
+        } else if let Some(secret) = &volume.secret {
+            let name = secret.secret_name.clone().unwrap_or_default();
+            let data = sources
+                .secret(shared, &name)
+                .await
+                .map_err(Waiting::volumes)?;
+            Ok(Some(VolumeSource {
+                kind: "secret",
+                name,
+                data,
+                items: secret.items.as_deref(),
+                optional: secret.optional == Some(true),
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Writes the selected keys (all without `items`) as files under `dir`.
+    fn write(self, volume: &str, dir: &Path) -> Result<(), Waiting> {
+        let VolumeSource {
+            kind,
+            name,
+            data,
+            items,
+            optional,
+        } = self;
+        let data = match data {
+            None if optional => return Ok(()),
+            None => {
+                return Err(Waiting::volumes(format!(
+                    "MountVolume.SetUp failed for volume {volume:?} : {kind} {name:?} not found"
+                )));
+            }
+            Some(data) => data,
+        };
+        let files: Vec<(String, String)> = match items {
+            Some(items) => {
+                let mut files = Vec::new();
+                for item in items {
+                    match data.get(&item.key) {
+                        Some(value) => files.push((item.path.clone(), value.clone())),
+                        None if optional => {}
+                        None => {
+                            return Err(Waiting::volumes(format!(
+                                "MountVolume.SetUp failed for volume {volume:?} : {kind} \
+                                 references non-existent key: {}",
+                                item.key
+                            )));
+                        }
+                    }
+                }
+                files
+            }
+            None => data.into_iter().collect(),
+        };
+        for (path, value) in files {
+            let target = dir.join(&path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Waiting::volumes(e.to_string()))?;
+            }
+            std::fs::write(&target, value).map_err(|e| Waiting::volumes(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The container's environment: envFrom, then env (later entries win).
+async fn container_env(
+    shared: &Shared,
+    slot: &Slot,
+    pod: &Pod,
+    container: &ContainerSpec,
+    sources: &mut Sources,
+) -> Result<Vec<(String, String)>, Waiting> {
     let mut env: Vec<(String, String)> = Vec::new();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
@@ -1681,95 +1788,119 @@ async fn prepare(
         }
     }
     for var in container.env.iter().flatten() {
-        let value = if let Some(source) = &var.value_from {
-            if let Some(selector) = &source.secret_key_ref {
-                let optional = selector.optional == Some(true);
-                match sources
-                    .secret(shared, &selector.name)
-                    .await
-                    .map_err(Waiting::config)?
-                {
-                    Some(data) => match data.get(&selector.key) {
-                        Some(value) => value.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(Waiting::config(format!(
-                                "couldn't find key {} in Secret {namespace}/{}",
-                                selector.key, selector.name
-                            )));
-                        }
-                    },
-                    None if optional => continue,
-                    None => {
-                        return Err(Waiting::config(format!(
-                            "secret {:?} not found",
-                            selector.name
-                        )));
-                    }
-                }
-            } else if let Some(selector) = &source.config_map_key_ref {
-                let optional = selector.optional == Some(true);
-                match sources
-                    .config_map(shared, &selector.name)
-                    .await
-                    .map_err(Waiting::config)?
-                {
-                    Some(data) => match data.get(&selector.key) {
-                        Some(value) => value.clone(),
-                        None if optional => continue,
-                        None => {
-                            return Err(Waiting::config(format!(
-                                "couldn't find key {} in ConfigMap {namespace}/{}",
-                                selector.key, selector.name
-                            )));
-                        }
-                    },
-                    None if optional => continue,
-                    None => {
-                        return Err(Waiting::config(format!(
-                            "configmap {:?} not found",
-                            selector.name
-                        )));
-                    }
-                }
-            } else if let Some(field) = &source.field_ref {
-                field_value(pod, slot.ip, &field.field_path).map_err(Waiting::config)?
-            } else {
-                return Err(Waiting::config(format!(
-                    "env {}: only secretKeyRef, configMapKeyRef and fieldRef are simulated",
-                    var.name
-                )));
-            }
-        } else {
-            var.value.clone().unwrap_or_default()
-        };
-        set_env(&mut env, &var.name, value);
+        if let Some(value) = env_var_value(shared, slot, pod, var, sources).await? {
+            set_env(&mut env, &var.name, value);
+        }
     }
+    Ok(env)
+}
 
-    // The configuration directory: the host directory of the mount that
-    // CANAL_CONF_DIR names (the only mount, when it names none).
+/// The value of one `env` entry; `None` when an optional reference is
+/// missing (the variable is left out).
+async fn env_var_value(
+    shared: &Shared,
+    slot: &Slot,
+    pod: &Pod,
+    var: &EnvVar,
+    sources: &mut Sources,
+) -> Result<Option<String>, Waiting> {
+    let Some(source) = &var.value_from else {
+        return Ok(Some(var.value.clone().unwrap_or_default()));
+    };
+    if let Some(selector) = &source.secret_key_ref {
+        let data = sources
+            .secret(shared, &selector.name)
+            .await
+            .map_err(Waiting::config)?;
+        let reference = KeyRef {
+            kind: ("Secret", "secret"),
+            name: &selector.name,
+            key: &selector.key,
+            optional: selector.optional == Some(true),
+        };
+        reference.value(&shared.namespace, data)
+    } else if let Some(selector) = &source.config_map_key_ref {
+        let data = sources
+            .config_map(shared, &selector.name)
+            .await
+            .map_err(Waiting::config)?;
+        let reference = KeyRef {
+            kind: ("ConfigMap", "configmap"),
+            name: &selector.name,
+            key: &selector.key,
+            optional: selector.optional == Some(true),
+        };
+        reference.value(&shared.namespace, data)
+    } else if let Some(field) = &source.field_ref {
+        field_value(pod, slot.ip, &field.field_path)
+            .map(Some)
+            .map_err(Waiting::config)
+    } else {
+        Err(Waiting::config(format!(
+            "env {}: only secretKeyRef, configMapKeyRef and fieldRef are simulated",
+            var.name
+        )))
+    }
+}
+
+/// A `secretKeyRef` or `configMapKeyRef`.
+struct KeyRef<'a> {
+    /// The kind as the kubelet's two messages spell it.
+    kind: (&'static str, &'static str),
+    name: &'a str,
+    key: &'a str,
+    optional: bool,
+}
+
+impl KeyRef<'_> {
+    /// The key's value in `data` (the object, if it exists); `None` when
+    /// optional and missing.
+    fn value(
+        &self,
+        namespace: &str,
+        data: Option<BTreeMap<String, String>>,
+    ) -> Result<Option<String>, Waiting> {
+        let (title, lower) = self.kind;
+        match data {
+            Some(data) => match data.get(self.key) {
+                Some(value) => Ok(Some(value.clone())),
+                None if self.optional => Ok(None),
+                None => Err(Waiting::config(format!(
+                    "couldn't find key {} in {title} {namespace}/{}",
+                    self.key, self.name
+                ))),
+            },
+            None if self.optional => Ok(None),
+            None => Err(Waiting::config(format!(
+                "{lower} {:?} not found",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// What the kubelet adds: the configuration directory (the host directory
+/// of the mount CANAL_CONF_DIR names, or the only mount when it names
+/// none), HOSTNAME, a default PATH, and the pod's own IP.
+fn add_kubelet_env(env: &mut Vec<(String, String)>, mounts: &[(String, PathBuf)], slot: &Slot) {
     let named = env
         .iter()
         .find(|(n, _)| n == "CANAL_CONF_DIR")
         .map(|(_, v)| v.clone());
     let conf_dir = match named {
-        Some(path) => host_path(&mounts, &path),
+        Some(path) => host_path(mounts, &path),
         None if mounts.len() == 1 => Some(mounts[0].1.clone()),
         None => None,
     };
     if let Some(dir) = conf_dir {
-        set_env(&mut env, "CANAL_CONF_DIR", dir.display().to_string());
+        set_env(env, "CANAL_CONF_DIR", dir.display().to_string());
     }
-    set_env(&mut env, "HOSTNAME", slot.name.clone());
+    set_env(env, "HOSTNAME", slot.name.clone());
     if !env.iter().any(|(n, _)| n == "PATH") {
-        set_env(&mut env, "PATH", DEFAULT_PATH.into());
+        set_env(env, "PATH", DEFAULT_PATH.into());
     }
     // The pod's own IP (the network namespace stand-in).
-    set_env(&mut env, "canal.ip", slot.ip.to_string());
-    Ok(Launch {
-        args: container.args.clone().unwrap_or_default(),
-        env,
-    })
+    set_env(env, "canal.ip", slot.ip.to_string());
 }
 
 /// Where a path inside the container is on this machine (by the longest

@@ -1,5 +1,5 @@
-#![allow(dead_code)]
 //! Harness for tests against the real MariaDB that `scripts/env` starts.
+#![allow(dead_code)]
 
 use std::{
     sync::{
@@ -62,14 +62,7 @@ impl LiveEnv {
 
     /// A root connection for making changes.
     pub async fn root(&self) -> Conn {
-        let (host, port) = self.address.rsplit_once(':').expect("host:port");
-        let opts = OptsBuilder::default()
-            .ip_or_hostname(host)
-            .tcp_port(port.parse().expect("port"))
-            .user(Some("root"))
-            .pass(Some(self.root_password.clone()))
-            .prefer_socket(false);
-        Conn::new(opts)
+        self.try_root()
             .await
             .expect("root connection to the test MariaDB")
     }

@@ -11,6 +11,7 @@ pub mod node;
 pub mod operator;
 pub mod proxy;
 pub mod rows;
+pub mod scene;
 pub mod workload;
 pub mod zk;
 

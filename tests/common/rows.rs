@@ -1,8 +1,9 @@
-//! Reading rows through a canal client, for the end-to-end tests.
+//! Reading rows through a canal client, for the end-to-end tests:
+//! subscribing, receiving with acks, and the ids of the rows received.
 
 use std::time::{Duration, Instant};
 
-use canal::client::{CanalClient, Login};
+use canal::client::{CanalClient, ClientError, Login, Received};
 use canal::protocol::entry::{Entry, EntryType, RowChange};
 use prost::Message;
 
@@ -51,4 +52,52 @@ pub async fn receive(address: &str, destination: &str, schema: &str, want: &[i32
         }
     }
     seen
+}
+
+/// The first column of every row in `received` (the id of the tests'
+/// tables), in order.
+pub fn first_column_ids(received: &Received) -> Vec<String> {
+    received
+        .entries
+        .iter()
+        .filter(|e| e.entry_type() == EntryType::Rowdata)
+        .filter_map(|e| RowChange::decode(e.store_value.as_slice()).ok())
+        .flat_map(|rc| rc.row_datas)
+        .map(|row| row.after_columns[0].value.clone())
+        .collect()
+}
+
+/// A client connected to `address` and subscribed to `destination` as 1001
+/// (no login), or why not (a standby refuses the subscription).
+pub async fn try_subscribe(address: &str, destination: &str) -> Result<CanalClient, ClientError> {
+    let mut client =
+        CanalClient::connect(address, &Login::default(), Duration::from_secs(5)).await?;
+    client.subscribe(destination, "1001", "").await?;
+    Ok(client)
+}
+
+/// Receives (and acks) until `count` rows arrived; returns their first
+/// columns. Panics after `timeout`.
+pub async fn receive_acked(
+    client: &mut CanalClient,
+    count: usize,
+    timeout: Duration,
+) -> Vec<String> {
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    while rows.len() < count {
+        assert!(started.elapsed() < timeout, "only {rows:?} arrived");
+        let received = client
+            .get(100, Some(Duration::from_millis(100)))
+            .await
+            .unwrap();
+        if received.batch_id == -1 {
+            continue;
+        }
+        rows.extend(first_column_ids(&received));
+        client.ack(received.batch_id).await.unwrap();
+    }
+    // The last ack is processed once a following request is answered.
+    let _ = client.get(1, Some(Duration::from_millis(1))).await;
+    rows
 }

@@ -96,6 +96,7 @@ struct Bracket {
     complete: bool,
 }
 
+/// Compares what `checker` received with what `writer` committed.
 pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
     let mut verdict = Verdict {
         committed_txns: writer.committed.len(),
@@ -105,17 +106,50 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
         failed_attempts: checker.failed_attempts,
         ..Verdict::default()
     };
-    // Which transaction wrote each row, for the writes that may exist.
-    let mut writes: HashMap<i64, &CommittedTxn> = HashMap::new();
-    let mut owner: HashMap<(&str, i64), i64> = HashMap::new();
-    for txn in writer.committed.iter().chain(&writer.uncertain) {
-        writes.insert(txn.txn, txn);
-        for (table, id) in &txn.rows {
-            owner.insert((table.as_str(), *id), txn.txn);
-        }
-    }
+    let writes = Writes::of(writer);
+    let deliveries = check_deliveries(&mut verdict, checker, &writes);
+    check_arrivals(&mut verdict, writer, &deliveries.seen);
+    verdict.txns_split = split_transactions(checker, &writes, &mut verdict.anomalies);
+    record_reconnects(&mut verdict, checker, &deliveries.duplicates_per_session);
+    verdict
+}
 
-    // Deliveries, first arrivals and order, duplicates per session.
+/// The writes that may exist (committed or uncertain), by transaction and
+/// by row.
+struct Writes<'a> {
+    by_txn: HashMap<i64, &'a CommittedTxn>,
+    /// The transaction that wrote each row.
+    owner: HashMap<(&'a str, i64), i64>,
+}
+
+impl<'a> Writes<'a> {
+    fn of(writer: &'a WriterReport) -> Writes<'a> {
+        let mut by_txn = HashMap::new();
+        let mut owner = HashMap::new();
+        for txn in writer.committed.iter().chain(&writer.uncertain) {
+            by_txn.insert(txn.txn, txn);
+            for (table, id) in &txn.rows {
+                owner.insert((table.as_str(), *id), txn.txn);
+            }
+        }
+        Writes { by_txn, owner }
+    }
+}
+
+/// What the deliveries showed beyond the verdict's counts.
+struct Deliveries {
+    /// Every row delivered at least once.
+    seen: HashSet<(String, i64)>,
+    /// Repeated deliveries, by the session that brought them.
+    duplicates_per_session: Vec<usize>,
+}
+
+/// Deliveries, first arrivals and order, duplicates per session, phantoms.
+fn check_deliveries(
+    verdict: &mut Verdict,
+    checker: &CheckerReport,
+    writes: &Writes<'_>,
+) -> Deliveries {
     let mut seen: HashSet<(String, i64)> = HashSet::new();
     let mut last_first: HashMap<String, i64> = HashMap::new();
     let mut duplicates_per_session = vec![0usize; checker.connections.len()];
@@ -123,7 +157,7 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
     for batch in &checker.batches {
         for (table, id, txn) in batch.rows() {
             verdict.delivered_rows += 1;
-            if owner.get(&(table, id)) != Some(&txn) {
+            if writes.owner.get(&(table, id)) != Some(&txn) {
                 phantoms.insert((table.to_owned(), id));
             }
             if !seen.insert((table.to_owned(), id)) {
@@ -147,6 +181,15 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
     verdict.distinct_rows = seen.len();
     verdict.phantoms = phantoms.into_iter().collect();
     verdict.phantoms.sort();
+    Deliveries {
+        seen,
+        duplicates_per_session,
+    }
+}
+
+/// Committed rows that never arrived; uncertain transactions that arrived
+/// whole or in part.
+fn check_arrivals(verdict: &mut Verdict, writer: &WriterReport, seen: &HashSet<(String, i64)>) {
     verdict.missing = writer
         .committed
         .iter()
@@ -162,11 +205,18 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
             verdict.uncertain_partial.push(txn.txn);
         }
     }
+}
 
-    // Transactions whole: every bracket holds exactly one transaction's rows
-    // (a bracket cut off by the session's end: a part of one).
+/// Transactions not delivered whole, sorted: every bracket must hold exactly
+/// one transaction's rows (a bracket cut off by the session's end: a part
+/// of one).
+fn split_transactions(
+    checker: &CheckerReport,
+    writes: &Writes<'_>,
+    anomalies: &mut Vec<String>,
+) -> Vec<i64> {
     let mut split: HashSet<i64> = HashSet::new();
-    for bracket in brackets(checker, &mut verdict.anomalies) {
+    for bracket in brackets(checker, anomalies) {
         let txns: HashSet<i64> = bracket.rows.iter().map(|r| r.2).collect();
         if txns.len() > 1 {
             split.extend(txns);
@@ -175,27 +225,39 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
         let Some(&txn) = txns.iter().next() else {
             continue;
         };
-        let Some(expected) = writes.get(&txn) else {
+        let Some(expected) = writes.by_txn.get(&txn) else {
             continue; // a phantom, reported as such
         };
-        let mut got: Vec<(&str, i64)> = bracket.rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
-        let mut want: Vec<(&str, i64)> =
-            expected.rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
-        got.sort_unstable();
-        want.sort_unstable();
-        let whole = if bracket.complete {
-            got == want
-        } else {
-            got.windows(2).all(|w| w[0] != w[1]) && got.iter().all(|r| want.contains(r))
-        };
-        if !whole {
+        if !holds_whole(&bracket, expected) {
             split.insert(txn);
         }
     }
-    verdict.txns_split = split.into_iter().collect();
-    verdict.txns_split.sort_unstable();
+    let mut split: Vec<i64> = split.into_iter().collect();
+    split.sort_unstable();
+    split
+}
 
-    // Reconnects: the gap in rows and the duplicates each brought.
+/// A complete bracket holds exactly `expected`'s rows; a cut-off one a part
+/// of them, each once.
+fn holds_whole(bracket: &Bracket, expected: &CommittedTxn) -> bool {
+    let mut got: Vec<(&str, i64)> = bracket.rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
+    let mut want: Vec<(&str, i64)> = expected.rows.iter().map(|r| (r.0.as_str(), r.1)).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    if bracket.complete {
+        got == want
+    } else {
+        got.windows(2).all(|w| w[0] != w[1]) && got.iter().all(|r| want.contains(r))
+    }
+}
+
+/// Reconnects: the gap in rows and the duplicates each brought, and how
+/// many went to another server.
+fn record_reconnects(
+    verdict: &mut Verdict,
+    checker: &CheckerReport,
+    duplicates_per_session: &[usize],
+) {
     let first_rows = |index: usize| {
         checker
             .batches
@@ -231,7 +293,6 @@ pub fn verify(writer: &WriterReport, checker: &CheckerReport) -> Verdict {
             duplicates: duplicates_per_session[index],
         });
     }
-    verdict
 }
 
 /// The brackets of every session, in order; stream anomalies are noted.
