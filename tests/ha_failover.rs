@@ -84,10 +84,9 @@ async fn seed_pair_hands_over_to_canals_cluster_client() {
         .collect();
     let active = active_of(&pair, "example").await;
     let standby = 1 - active;
-    assert_eq!(
-        pair[standby].role("example").await.as_deref(),
-        Some("standby")
-    );
+    // The other server may still be starting its metrics listener when the
+    // first one wins: wait for its role rather than read it once.
+    wait_role(&pair[standby], "example", "standby").await;
 
     // ZOOKEEPER.md's nodes, ephemeral, with canal's JSON.
     for server in &pair {
