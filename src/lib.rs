@@ -28,6 +28,7 @@
 //! - [`client`]: a canal protocol client (used by `canal-server tail`, tests and benchmarks).
 //! - [`operator`]: the Kubernetes controller for `CanalInstance` resources.
 //! - [`telemetry`]: logging setup shared by the binaries.
+//! - [`signals`]: the signals that ask a binary to stop.
 
 #![warn(missing_docs)]
 
@@ -40,5 +41,6 @@ pub mod metrics;
 pub mod operator;
 pub mod protocol;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod telemetry;

@@ -114,26 +114,11 @@ fn run(args: RunArgs) -> Result<(), Failure> {
         };
         let stop = cancel.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            canal::signals::stop_requested().await;
             tracing::info!("stopping");
             stop.cancel();
         });
         controller::run(options, cancel).await?;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

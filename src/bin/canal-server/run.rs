@@ -84,7 +84,7 @@ async fn serve(config: CanalConfig) -> Result<(), String> {
         ha,
     };
     let running = server::start(options).await.map_err(|e| e.to_string())?;
-    wait_for_signal().await;
+    canal::signals::stop_requested().await;
     tracing::info!("stopping: releasing destinations, flushing cursors");
     running.shutdown().await;
     background.cancel();
@@ -106,28 +106,6 @@ fn bracket(ip: &str) -> String {
         format!("[{ip}]")
     } else {
         ip.to_owned()
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = terminate.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

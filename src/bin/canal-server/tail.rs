@@ -135,7 +135,7 @@ async fn follow(args: TailArgs) -> Result<(), String> {
         tracing::info!(destination = %args.destination, client_id = %args.client_id, "holding the client lock");
         let outcome = tokio::select! {
             outcome = consume(&args, Some(&zookeeper), Some(&lock), &login, &mut progress) => outcome,
-            _ = terminated() => {
+            _ = canal::signals::stop_requested() => {
                 // Hand the client id over at once instead of after our
                 // session times out.
                 tracing::info!("stopping: releasing the client lock");
@@ -272,20 +272,4 @@ fn show(received: &Received, json: bool) -> io::Result<()> {
         write!(out, "{}", print::batch_block(received))?;
     }
     out.flush()
-}
-
-/// SIGTERM or SIGINT.
-async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
